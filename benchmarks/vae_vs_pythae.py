@@ -8,11 +8,11 @@ Protocol
   ``BaseEncoder``/``BaseDecoder`` and trains with ``reconstruction_loss="bce"`` (the same ELBO).
 - Budget: the same number of optimiser steps at the same batch size; each library uses its own
   trainer (pythae: ``BaseTrainer``, Adam at a constant lr; genzoo: ``Trainer``, AdamW with warmup +
-  cosine, gradient clipping, EMA weights saved).
+  cosine, gradient clipping, EMA of weights with decay ``--ema``).
 - Metrics: train-step throughput (images/s over the whole training call) and test NLL with the
   same importance-sampling estimator (IWAE, k samples) on the same test images for both.
 
-Run: ``python benchmarks/vae_vs_pythae.py [--epochs 3] [--k 1000] [--test-images 1000]``.
+Run: ``python benchmarks/vae_vs_pythae.py [--epochs 2] [--k 1000] [--test-images 500]``.
 Writes ``benchmarks/results/vae_vs_pythae.{json,md}``.
 """
 from __future__ import annotations
@@ -107,22 +107,27 @@ def build_pythae(gz_model: genzoo.VAE):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--k", type=int, default=1000, help="importance samples for the NLL")
-    p.add_argument("--test-images", type=int, default=1000, help="first N test images for the NLL")
+    p.add_argument("--test-images", type=int, default=500, help="first N test images for the NLL")
+    p.add_argument("--train-images", type=int, help="use only the first N training images (smoke tests)")
+    p.add_argument("--out", default=str(RESULTS), help="folder for the result files")
+    p.add_argument("--ema", type=float, default=0.995, help="genzoo's EMA decay (0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
-    train_x, test_x = binarised("train", args.seed), binarised("test", args.seed + 1)[: args.test_images]
+    train_x, test_x = binarised("train", args.seed)[: args.train_images], binarised("test", args.seed + 1)[: args.test_images]
     steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
     steps = args.epochs * steps_per_epoch
     torch.manual_seed(args.seed)
-    gz = genzoo.VAE(genzoo.VAEConfig(likelihood="bernoulli", latent_dim=32, hidden_channels=(32, 64, 128)))
+    # the vae-fashion-mnist architecture with a Bernoulli decoder
+    arch = genzoo.registry.get_entry("vae-fashion-mnist").config
+    gz = genzoo.VAE(genzoo.modeling.replace_config(arch, likelihood="bernoulli"))
     py, py_logits = build_pythae(gz)  # same initial weights
     results: dict = {"protocol": {**vars(args), "steps": steps, "train_images": len(train_x),
                                   "data": "Fashion-MNIST, statically binarised (seeded Bernoulli)",
@@ -145,13 +150,14 @@ def main() -> None:
                                     generator=torch.Generator().manual_seed(123))
     # cross-check the adapter against pythae's own estimator on a few images
     torch.manual_seed(7)
-    py_own = float(py.get_nll(test_x[:20], n_samples=args.k, batch_size=100))
+    py_own = -float(py.get_nll(test_x[:20], n_samples=args.k, batch_size=100))  # it returns log p(x)
     adapter_20 = importance_sampled_nll(PythaeAdapter(py, py_logits), test_x[:20], num_samples=args.k,
                                         generator=torch.Generator().manual_seed(7))["nll"]
 
     # --- genzoo
     t0 = time.perf_counter()
-    genzoo.train(gz, train_x, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=True)
+    genzoo.train(gz, train_x, steps=steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                 ema_decay=args.ema, progress=True)
     gz_time = time.perf_counter() - t0
     gz_nll = importance_sampled_nll(gz, test_x, num_samples=args.k, generator=torch.Generator().manual_seed(123))
 
@@ -164,8 +170,9 @@ def main() -> None:
     results["ratios"] = {"throughput_genzoo_over_pythae": results["genzoo"]["train_images_per_s"]
                          / results["pythae"]["train_images_per_s"],
                          "nll_genzoo_minus_pythae_nats": gz_nll["nll"] - py_nll["nll"]}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "vae_vs_pythae.json").write_text(json.dumps(results, indent=2) + "\n")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vae_vs_pythae.json").write_text(json.dumps(results, indent=2) + "\n")
     g, q = results["genzoo"], results["pythae"]
     md = [
         "# genzoo VAE vs pythae VAE (same network, data, batch size and steps)", "",
@@ -181,7 +188,7 @@ def main() -> None:
         f"NLL difference genzoo - pythae: {results['ratios']['nll_genzoo_minus_pythae_nats']:+.2f} nats.", "",
         f"Estimator cross-check on 20 images: pythae's own `get_nll` {py_own:.2f} vs the adapter {adapter_20:.2f}.",
     ]
-    (RESULTS / "vae_vs_pythae.md").write_text("\n".join(md) + "\n")
+    (out / "vae_vs_pythae.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 

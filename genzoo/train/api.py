@@ -13,7 +13,7 @@ from .trainer import EvalFn, Trainer
 
 
 def train(model: GenerativeModel, data: Any, steps: int = 1000, out_dir: str | os.PathLike | None = None,
-          eval_data: Any = None, resume: bool | str = False, eval_fn: EvalFn | None = None,
+          eval_data: Any = None, resume: bool | str | os.PathLike = False, eval_fn: EvalFn | None = None,
           device: str | torch.device | None = None, **config_overrides: Any) -> GenerativeModel:
     """Train ``model`` on ``data`` with sensible defaults; returns it with EMA weights, in eval mode.
 

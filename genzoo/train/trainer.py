@@ -261,7 +261,7 @@ class Trainer:
     @contextlib.contextmanager
     def _eval_weights(self):
         """EMA weights (if any), eval mode, no grad, private RNG; everything restored afterwards."""
-        ema = contextlib.nullcontext()
+        ema = self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
         was_training = self.model.training
         with ema, torch.no_grad(), self._forked_rng():
             torch.manual_seed(self.config.seed)

@@ -167,7 +167,7 @@ register(
     description="Gaussian VAE on Fashion-MNIST (28x28 grey) with a discretised-logistic decoder, trained by "
                 "genzoo's own recipe on the 60k training split.",
     recipe={"data": {"name": "fashion-mnist"},
-            "train": {"steps": 6000, "batch_size": 128, "lr": 2e-3, "warmup_steps": 200, "ema_decay": 0.999,
+            "train": {"steps": 3500, "batch_size": 128, "lr": 2e-3, "warmup_steps": 200, "ema_decay": 0.999,
                       "grad_clip": 5.0, "eval_every": 1000, "sample_every": 2000, "checkpoint_every": 1000,
                       "seed": 0},
             "eval": {**_EVAL, "limit": 1000}},
