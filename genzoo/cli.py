@@ -70,6 +70,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for line in compare_with_card(folder, metrics, tol=args.tolerance):
             print(line)
     if args.write_card:
+        if "snapshots" in folder.parts:
+            raise ValueError(f"{folder} is inside the Hub cache; pass --path to the model card folder to rewrite")
         write_card(folder, args.name, model, metrics)
         print(f"rewrote {folder / 'README.md'}")
     return 0
