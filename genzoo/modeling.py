@@ -65,7 +65,10 @@ def config_from_dict(config_class: type, data: dict[str, Any]) -> Any:
             f"(known: {sorted(names)}); the checkpoint was made by another genzoo version or model"
         )
     hints = typing.get_type_hints(config_class)
-    return config_class(**{k: _coerce(v, hints.get(k)) for k, v in data.items()})
+    try:
+        return config_class(**{k: _coerce(v, hints.get(k)) for k, v in data.items()})
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"config does not fit {config_class.__name__}: {e}") from e
 
 
 def replace_config(config: Any, **overrides: Any) -> Any:

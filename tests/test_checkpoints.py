@@ -73,3 +73,17 @@ def test_iwae_on_subset_tighter_than_elbo(name):
     res = genzoo.metrics.importance_sampled_nll(m, x, num_samples=64,
                                                 generator=torch.Generator().manual_seed(0))
     assert math.isfinite(res["nll"]) and res["nll"] <= -res["elbo"] + 1e-3
+
+
+def test_fine_tune_from_checkpoint_and_round_trip(tmp_path):
+    """The README flow: load -> genzoo.train (fine-tune) -> save_pretrained -> from_pretrained."""
+    m = genzoo.load("vae-fashion-mnist")
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    data = load_split(get_entry("vae-fashion-mnist"), "train").images[:512]
+    out = genzoo.train(m, data, steps=5, batch_size=64, progress=False)
+    assert out is m and not m.training
+    assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
+    m.save_pretrained(tmp_path)
+    again = genzoo.VAE.from_pretrained(tmp_path)
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(again.sample(4, generator=g), m.sample(4, generator=torch.Generator().manual_seed(3)))
