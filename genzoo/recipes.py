@@ -11,7 +11,6 @@ number on a card is reproducible from the committed weights.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import platform

@@ -118,5 +118,3 @@ def load(name: str, revision: str | None = None, device: str | torch.device | No
     folder = resolve(name, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
     expected = _REGISTRY[name].model_class if name in _REGISTRY else None
     return load_from_folder(folder, expected=expected, device=device, dtype=dtype)
-def bundled_path(name: str) -> str:
-    return str(bundled_dir() / name)

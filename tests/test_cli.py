@@ -29,7 +29,7 @@ def test_sample_writes_grid(tmp_path, name):
     out = tmp_path / "grid.png"
     assert main(["sample", name, "-n", "16", "-o", str(out), "--scale", "1"]) == 0
     img = Image.open(out)
-    c, h, w = get_entry(name).config.in_channels, get_entry(name).config.image_size, None
+    c, h = get_entry(name).config.in_channels, get_entry(name).config.image_size
     assert img.size == (4 * (h + 2) + 2, 4 * (h + 2) + 2)
     assert img.mode == ("L" if c == 1 else "RGB")
 
