@@ -46,8 +46,7 @@ def write_samples(model: GenerativeModel, path: str | Path, n: int = 64, seed: i
     gen = torch.Generator(device=model.device).manual_seed(seed)
     with torch.no_grad():
         images = model.sample(n, generator=gen, temperature=temperature)
-    c, h, _ = model.image_shape
-    return save_grid(images, path, nrow=int(math.ceil(math.sqrt(n))), scale=max(1, 96 // h))
+    return save_grid(images, path, nrow=int(math.ceil(math.sqrt(n))), scale=max(1, 96 // model.image_shape[1]))
 
 
 def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed: int | None = None,
@@ -63,7 +62,7 @@ def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed:
     entry = get_entry(name)
     if not entry.recipe:
         raise ValueError(f"{name} has no recipe; pretrained names with recipes: "
-                         f"{[n for n in _recipe_names()]}")
+                         f"{_recipe_names()}")
     cfg = dict(entry.recipe["train"])
     if steps is not None:
         cfg["steps"] = steps
