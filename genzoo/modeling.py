@@ -76,7 +76,8 @@ def replace_config(config: Any, **overrides: Any) -> Any:
     names = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise TypeError(f"{type(config).__name__} has no field(s) {unknown}; fields are {sorted(names)}")
+        name = type(config).__name__
+        raise TypeError(f"unknown {name} field(s): {name} has no field(s) {unknown}; fields are {sorted(names)}")
     return dataclasses.replace(config, **overrides)
 
 

@@ -1,13 +1,12 @@
 """The one-call entry point :func:`train`."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
 import torch
 
-from ..modeling import GenerativeModel
+from ..modeling import GenerativeModel, replace_config
 from .config import TrainConfig
 from .trainer import EvalFn, Trainer
 
@@ -21,12 +20,8 @@ def train(model: GenerativeModel, data: Any, steps: int = 1000, out_dir: str | o
     grad_clip 1.0, EMA 0.999, progress bar on. Files (samples, metrics, trainer checkpoints)
     are written only when ``out_dir`` is given. Any :class:`TrainConfig` field can be overridden.
     """
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(config_overrides) - names)
-    if unknown:
-        raise TypeError(f"unknown TrainConfig field(s) {unknown}; fields are {sorted(names)}")
-    defaults = dict(steps=steps, lr=1e-3, batch_size=64, warmup_steps=min(100, steps // 10), schedule="cosine",
-                    grad_clip=1.0, ema_decay=0.999, progress=True)
-    config = TrainConfig(**{**defaults, **config_overrides})
+    defaults = TrainConfig(steps=steps, lr=1e-3, batch_size=64, warmup_steps=min(100, steps // 10),
+                           schedule="cosine", grad_clip=1.0, ema_decay=0.999, progress=True)
+    config = replace_config(defaults, **config_overrides)
     trainer = Trainer(model, data, config, eval_data=eval_data, out_dir=out_dir, eval_fn=eval_fn, device=device)
     return trainer.fit(resume=resume)
