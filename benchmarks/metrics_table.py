@@ -13,7 +13,7 @@ from genzoo.hub import bundled_dir, read_card_metadata
 from genzoo.registry import get_entry, list_models
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-MARK = "<!-- metrics-table -->"
+MARK, END = "<!-- metrics-table -->", "<!-- /metrics-table -->"
 
 
 def table() -> str:
@@ -32,9 +32,8 @@ def main() -> None:
     text = table()
     if args.write_readme:
         readme = README.read_text()
-        pattern = re.compile(re.escape(MARK) + r".*?" + re.escape(MARK.replace("metrics-table", "/metrics-table")),
-                             re.S)
-        block = f"{MARK}\n{text}\n{MARK.replace('metrics-table', '/metrics-table')}"
+        pattern = re.compile(re.escape(MARK) + r".*?" + re.escape(END), re.S)
+        block = f"{MARK}\n{text}\n{END}"
         readme = pattern.sub(block, readme) if pattern.search(readme) else readme.replace(MARK, block)
         README.write_text(readme)
     print(text)
