@@ -321,7 +321,7 @@ def test_api_errors(tmp_path):
     with pytest.raises(ValueError, match="image_size"):
         load_dataset("fashion-mnist", image_size=32, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown dataset"):
-        load_dataset("cifar-10", cache_dir=tmp_path)
+        load_dataset("imagenet", cache_dir=tmp_path)
     with pytest.raises(TypeError, match="sources"):
         load_dataset("fashion-mnist", sources=("noto",), cache_dir=tmp_path)
     with pytest.raises(ValueError):

