@@ -91,13 +91,18 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     from .hub import read_card_metadata
     from .modeling import load_from_folder
-    from .recipes import write_card, write_samples
+    from .recipes import write_card, write_entry_samples, write_samples
+    from .registry import UnknownModelError
 
     folder = Path(args.folder)
     model = load_from_folder(folder)
     metrics = read_card_metadata(folder).get("genzoo", {}).get("metrics", [])
     if args.samples or not (folder / "samples.png").exists():
-        write_samples(model, folder / "samples.png")
+        name = args.name or folder.name
+        try:
+            write_entry_samples(model, name, folder / "samples.png")
+        except UnknownModelError:
+            write_samples(model, folder / "samples.png")
     path = write_card(folder, args.name or folder.name, model, metrics)
     print(f"wrote {path}")
     return 0

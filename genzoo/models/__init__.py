@@ -2,6 +2,8 @@
 
 Explicit imports only (never ``import *``): one line per family.
 """
+from .flows import NICE, FlowModel, Glow, GlowConfig, NICEConfig, RealNVP, RealNVPConfig
 from .vae import VAE, CategoricalVAE, CategoricalVAEConfig, VAEConfig
 
-__all__ = ["VAE", "VAEConfig", "CategoricalVAE", "CategoricalVAEConfig"]
+__all__ = ["VAE", "VAEConfig", "CategoricalVAE", "CategoricalVAEConfig", "FlowModel", "Glow", "GlowConfig",
+           "NICE", "NICEConfig", "RealNVP", "RealNVPConfig"]
