@@ -167,7 +167,7 @@ register(
     description="Glow on Fashion-MNIST (28x28 grey; L=2, K=8, 128 hidden channels, affine coupling, LU 1x1 "
                 "convs), trained by genzoo's own recipe on the 60k training split.",
     recipe={"data": {"name": "fashion-mnist"},
-            "train": {"steps": 5000, "batch_size": 64, **_TRAIN},
+            "train": {"steps": 4000, "batch_size": 64, **_TRAIN},
             "eval": {"seed": 0}},
     card_notes="Samples on this card are drawn at temperature 0.7.",
 )
@@ -179,7 +179,7 @@ register(
                 "coupling, LU 1x1 convs), trained by genzoo's own recipe. Emoji graphics: Twemoji by Twitter, "
                 "CC-BY 4.0.",
     recipe={"data": {"name": "emoji", "image_size": 32},
-            "train": {"steps": 4000, "batch_size": 64, **_TRAIN},
+            "train": {"steps": 3200, "batch_size": 64, **_TRAIN},
             "eval": {"seed": 0}},
     card_notes="## Samples\n\n`samples.png`: rows 1-2 at temperature 0.5, rows 3-4 at 0.7, rows 5-6 at 1.0 "
                "(the same seeded latents, rescaled).\n\n## Data credit\n\nTraining images: Twemoji by "
