@@ -67,7 +67,7 @@ register(
                 "MNIST set, so numbers are not comparable with full-MNIST papers): 4 additive couplings, 4x400 "
                 "ReLU MLPs, logistic prior, trained by genzoo's own recipe.",
     recipe={"data": {"name": "mnist"},
-            "train": {"steps": 6000, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200, "ema_decay": 0.999,
+            "train": {"steps": 12000, "batch_size": 128, "lr": 1e-3, "warmup_steps": 200, "ema_decay": 0.999,
                       "grad_clip": 20.0, "eval_every": 1000, "sample_every": 2000, "checkpoint_every": 1000,
                       "seed": 0},
             "eval": {"seed": 0}},
