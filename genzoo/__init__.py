@@ -1,7 +1,7 @@
 """genzoo: a PyTorch zoo of generative models with pretrained checkpoints."""
 __version__ = "0.1.0"
 
-from . import data, metrics  # noqa: E402
+from . import data, layers, metrics  # noqa: E402
 from .hub import CheckpointNotFoundError  # noqa: E402
 from .modeling import CheckpointError, GenerativeModel  # noqa: E402
 from .models import (NICE, VAE, CategoricalVAE, CategoricalVAEConfig, FlowModel, Glow, GlowConfig,  # noqa: E402
@@ -13,5 +13,5 @@ from .utils import make_grid, save_grid  # noqa: E402
 __all__ = [
     "CategoricalVAE", "CategoricalVAEConfig", "CheckpointError", "CheckpointNotFoundError", "FlowModel",
     "GenerativeModel", "Glow", "GlowConfig", "NICE", "NICEConfig", "RealNVP", "RealNVPConfig", "TrainConfig", "Trainer", "UnknownModelError", "VAE", "VAEConfig",
-    "create", "data", "list_models", "load", "make_grid", "metrics", "register", "save_grid", "train",
+    "create", "data", "layers", "list_models", "load", "make_grid", "metrics", "register", "save_grid", "train",
 ]

@@ -91,10 +91,13 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     from .hub import read_card_metadata
     from .modeling import load_from_folder
-    from .recipes import write_card, write_entry_samples, write_samples
-    from .registry import UnknownModelError
+    from .recipes import write_card, write_entry_samples, write_samples, write_unpublished_card
+    from .registry import UnknownModelError, get_entry
 
     folder = Path(args.folder)
+    if not (folder / "model.safetensors").exists() and not get_entry(args.name or folder.name).published:
+        print(f"wrote {write_unpublished_card(args.name or folder.name, folder)}")
+        return 0
     model = load_from_folder(folder)
     metrics = read_card_metadata(folder).get("genzoo", {}).get("metrics", [])
     if args.samples or not (folder / "samples.png").exists():

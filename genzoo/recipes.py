@@ -200,3 +200,38 @@ def compare_with_card(folder: str | Path, metrics: list[dict[str, Any]], tol: fl
         lines.append(f"{m['name']}: {m['value']:.4f} card {float(old['value']):.4f} diff {diff:+.4f} {flag}")
     return lines
 
+
+
+def write_unpublished_card(name: str, folder: str | Path) -> Path:
+    """``README.md`` and ``config.json`` (no weights) for a paper preset whose weights are not published."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from .modeling import config_to_dict
+
+    entry = get_entry(name)
+    if entry.published or not entry.pretrained:
+        raise ValueError(f"{name} is not an unpublished checkpoint preset")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    family = entry.model_class.__name__
+    data = ModelCardData(library_name="genzoo", license="mit", model_name=name, datasets=[entry.dataset],
+                         tags=["genzoo", "generative-model", family.lower(), "weights-not-published"])
+    train = entry.recipe["train"] if entry.recipe else {}
+    body = "\n".join([
+        f"# {name}", "", entry.description, "",
+        "**Weights not published yet.** No copy of this dataset can be reached where genzoo's checkpoints are "
+        "trained, so this card holds the architecture (`config.json`) and the recipe only; "
+        f"`genzoo.load(\"{name}\")` raises an error that says so.", "",
+        "## Train it yourself", "", "```bash",
+        f"genzoo train {name} --out model_cards/{name}    # needs the {entry.dataset} dataset, see genzoo.data",
+        "```", "",
+        f"Recipe: {train.get('steps')} steps, batch {train.get('batch_size')}, lr {train.get('lr')}, "
+        f"seed {train.get('seed')}. Architecture: `{family}`, config in `config.json`.", "",
+    ])
+    card = ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body).content
+    meta = {"model_class": family, "genzoo_version": __version__, "config": config_to_dict(entry.config)}
+    import json
+
+    (folder / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (folder / "README.md").write_text(card)
+    return folder / "README.md"

@@ -218,3 +218,24 @@ def test_paper_presets_say_weights_are_not_published(name):
 def test_paper_architectures_build(name):
     m = genzoo.create(name)
     assert m.sample(1, generator=torch.Generator().manual_seed(0)).shape == (1, *m.image_shape)
+
+
+@pytest.mark.parametrize("name", ["glow-celeba", "glow-cifar10", "realnvp-celeba"])
+def test_unpublished_preset_cards_are_current(name, tmp_path):
+    """The committed card of a paper preset says the weights are not published and matches the registry."""
+    from genzoo.hub import bundled_dir, read_card_metadata
+    from genzoo.modeling import config_from_dict
+    from genzoo.recipes import write_unpublished_card
+    from genzoo.registry import get_entry
+
+    folder = bundled_dir() / name
+    assert not (folder / "model.safetensors").exists()
+    text = (folder / "README.md").read_text()
+    assert "Weights not published yet" in text and f"genzoo train {name}" in text
+    assert read_card_metadata(folder)["datasets"] == [get_entry(name).dataset]
+    write_unpublished_card(name, tmp_path)
+    assert (tmp_path / "README.md").read_text() == text
+    import json
+
+    cfg = json.loads((folder / "config.json").read_text())
+    assert config_from_dict(get_entry(name).model_class.config_class, cfg["config"]) == get_entry(name).config
