@@ -52,13 +52,16 @@ class Coupling(Bijector):
                              f"scale_fn={scale_fn!r} parity={parity!r}")
         self.net, self.kind, self.partition, self.parity, self.scale_fn = net, kind, partition, parity, scale_fn
         if kind == "affine" and scale_fn == "tanh":
-            n = num_channels if partition == "checkerboard" else self.split_sizes(num_channels)[1]
-            self.tanh_scale = nn.Parameter(torch.ones(n))
+            self.tanh_scale = nn.Parameter(torch.ones(self.split_sizes(num_channels, partition, parity)[1]))
 
-    def split_sizes(self, c: int) -> tuple[int, int]:
-        """Channels of ``(x_a, x_b)`` for ``c`` input channels (non-checkerboard partitions)."""
+    @staticmethod
+    def split_sizes(c: int, partition: Partition = "half", parity: int = 0) -> tuple[int, int]:
+        """Channels ``(C_a, C_b)`` of the conditioning and transformed parts for ``c`` input channels:
+        the net maps ``C_a`` channels to ``C_b`` (additive) or ``2 C_b`` (affine) channels."""
+        if partition == "checkerboard":
+            return c, c
         first, second = c - c // 2, c // 2
-        return (first, second) if self.parity == 0 else (second, first)
+        return (first, second) if parity == 0 else (second, first)
 
     # ---- partitions ------------------------------------------------------------------------
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -69,15 +69,17 @@ class FlowModel(GenerativeModel):
         Pass uniformly dequantised images for a likelihood of 8-bit data (:meth:`bits_per_dim`
         does that); ``y``: class labels ``(B,)`` for class-conditional models.
         """
-        eps, log_det = self._to_latent(self.check_images(x), y)
+        return self._log_prob(self.check_images(x), y)
+
+    def _log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        eps, log_det = self._to_latent(x, y)
         return base_log_prob(eps, self.prior) + log_det
 
     def bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None, y: Tensor | None = None) -> Tensor:
         """Per-image bits/dim ``(B,)`` of 8-bit images ``x`` in [0, 1] under uniform dequantisation
         (one noise draw from ``generator``), in the discrete convention."""
         x = self.check_images(x)
-        xd = dequantize(x, self.config.num_bits, generator=generator)
-        return self._bpd(self.log_prob(xd, y) if y is not None else self.log_prob(xd))
+        return self._bpd(self._log_prob(dequantize(x, self.config.num_bits, generator=generator), y))
 
     def _bpd(self, log_p: Tensor) -> Tensor:
         d = self.num_dims
@@ -109,8 +111,7 @@ class FlowModel(GenerativeModel):
     def loss(self, batch: Tensor) -> dict[str, Tensor]:
         """Mean bits/dim of the dequantised batch (torch's global RNG draws the noise)."""
         x = dequantize(self.check_images(batch, "batch"), self.config.num_bits)
-        eps, log_det = self._to_latent(x)
-        bpd = self._bpd(base_log_prob(eps, self.prior) + log_det).mean()
+        bpd = self._bpd(self._log_prob(x)).mean()
         return {"loss": bpd, "bpd": bpd.detach()}
 
     @torch.no_grad()
@@ -158,7 +159,7 @@ class MultiscaleFlow(nn.Module):
                 c -= c // 2
         self.latent_shapes.append((c, h, w))
 
-    def _prior(self, i: int, h: Tensor, like: Tensor) -> tuple[Tensor, Tensor] | None:
+    def _prior(self, i: int, h: Tensor) -> tuple[Tensor, Tensor] | None:
         return self.split_priors[i](h) if self._learned[i] else None
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
@@ -170,7 +171,7 @@ class MultiscaleFlow(nn.Module):
             log_det = log_det + ld
             if i < len(self.levels) - 1:
                 h, z = split_channels(h)
-                prior = self._prior(i, h, z)
+                prior = self._prior(i, h)
                 if prior is not None:
                     mean, logs = prior
                     z = (z - mean) * torch.exp(-logs)
@@ -183,7 +184,7 @@ class MultiscaleFlow(nn.Module):
         for i in reversed(range(len(self.levels))):
             if i < len(self.levels) - 1:
                 z = eps_list[i]
-                prior = self._prior(i, h, z)
+                prior = self._prior(i, h)
                 if prior is not None:
                     mean, logs = prior
                     z = z * torch.exp(logs) + mean

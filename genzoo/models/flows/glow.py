@@ -115,25 +115,13 @@ class Glow(FlowModel):
         h = self.flow.inverse(eps_list, eps_top * torch.exp(logs) + mean)
         return self.preprocess.inverse(h)[0]
 
-    def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Log-density (nats) ``(B,)`` on [0, 1]^D; for a class-conditional model without ``y`` the
-        label is marginalised: ``log (1/K) sum_y p(x|y)``."""
+    def _log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """A class-conditional model without ``y`` marginalises the label: ``log (1/K) sum_y p(x|y)``."""
         if self.class_prior is None or y is not None:
-            return super().log_prob(x, y)
+            return super()._log_prob(x, y)
         k = self.config.num_classes
-        per_class = torch.stack([super(Glow, self).log_prob(x, torch.full((x.shape[0],), j, device=x.device,
-                                                                            dtype=torch.long))
-                                 for j in range(k)])
-        return torch.logsumexp(per_class, 0) - math.log(k)
-
-    def loss(self, batch: Tensor) -> dict[str, Tensor]:
-        if self.class_prior is None:
-            return super().loss(batch)
-        from ...layers import dequantize
-
-        x = dequantize(self.check_images(batch, "batch"), self.config.num_bits)
-        bpd = self._bpd(self.log_prob(x)).mean()
-        return {"loss": bpd, "bpd": bpd.detach()}
+        labels = [torch.full((x.shape[0],), j, device=x.device, dtype=torch.long) for j in range(k)]
+        return torch.logsumexp(torch.stack([super(Glow, self)._log_prob(x, lab) for lab in labels]), 0) - math.log(k)
 
 
 # ---- registry: architectures (paper configurations) ------------------------------------------

@@ -41,11 +41,9 @@ class NICE(FlowModel):
         d = self.num_dims
         layers = []
         for i in range(config.num_couplings):
-            parity = i % 2
-            c = Coupling(d, None, kind="additive", partition="alternate", parity=parity)  # type: ignore[arg-type]
-            ca, cb = c.split_sizes(d)
-            c.net = MLPNet(ca, config.hidden_features, cb, config.num_hidden_layers)
-            layers.append(c)
+            ca, cb = Coupling.split_sizes(d, "alternate", i % 2)
+            net = MLPNet(ca, config.hidden_features, cb, config.num_hidden_layers)
+            layers.append(Coupling(d, net, kind="additive", partition="alternate", parity=i % 2))
         layers.append(DiagonalScale(d))
         self.flow = Chain(layers)
 

@@ -66,11 +66,10 @@ class RealNVP(FlowModel):
 
     def _coupling(self, c: int, partition: str, parity: int) -> list[nn.Module]:
         cfg = self.config
-        coupling = Coupling(c, nn.Identity(), kind="affine", partition=partition, parity=parity,  # type: ignore[arg-type]
-                            scale_fn="tanh")
-        cin, cout = (c, c) if partition == "checkerboard" else coupling.split_sizes(c)
-        coupling.net = ResNetNet(cin, cfg.hidden_channels, 2 * cout, cfg.num_blocks, cfg.net_norm)
-        out: list[nn.Module] = [coupling]
+        cin, cout = Coupling.split_sizes(c, partition, parity)  # type: ignore[arg-type]
+        net = ResNetNet(cin, cfg.hidden_channels, 2 * cout, cfg.num_blocks, cfg.net_norm)
+        out: list[nn.Module] = [Coupling(c, net, kind="affine", partition=partition, parity=parity,  # type: ignore[arg-type]
+                                         scale_fn="tanh")]
         if cfg.flow_norm == "batchnorm":
             out.append(BatchNormFlow(c))
         elif cfg.flow_norm == "actnorm":
