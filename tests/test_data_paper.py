@@ -122,17 +122,6 @@ def test_cifar_md5_mismatch_is_refused_before_unpickling(fake_cifar, tmp_path, m
     assert not marker.exists()
 
 
-def test_cifar_official_md5_table():
-    assert cifar_mod.MD5 == {
-        "data_batch_1": "c99cafc152244af753f735de768cd75f",
-        "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-        "data_batch_4": "634d18415352ddfa80567beed471001a",
-        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-        "test_batch": "40351d587109b95175f43aff81a1287e",
-    }
-
-
 def test_cifar_bad_structure_and_arguments(fake_cifar, tmp_path, monkeypatch):
     folder = fake_cifar["folder"]
     _write_batch(folder / "test_batch", np.zeros((2, 1024), np.uint8), [0, 1])  # grayscale?

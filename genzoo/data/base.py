@@ -225,3 +225,17 @@ def load_cache(path: Path) -> Arrays | None:
         return None
     logger.debug("loaded cached dataset %s", path)
     return Arrays(images, labels, source, licence)
+
+
+def user_data_dir(root: str | os.PathLike[str] | None, env_var: str, folder: str,
+                  not_found: Callable[[str], str]) -> Path:
+    """The folder of a dataset the user supplies: ``root`` (or ``$env_var``), or its ``folder``
+    subfolder when present. Raises :class:`DatasetNotFoundError` with ``not_found(problem)``."""
+    if root is None:
+        root = os.environ.get(env_var)
+        if not root:
+            raise DatasetNotFoundError(not_found(f"no root= given and ${env_var} is not set"))
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise DatasetNotFoundError(not_found(f"{base} is not a directory"))
+    return base / folder if (base / folder).is_dir() else base

@@ -34,7 +34,7 @@ import PIL
 from PIL import Image
 
 from .base import (Arrays, Builder, DataFormatError, DatasetNotFoundError, every_tenth_split,
-                   file_fingerprint)
+                   file_fingerprint, user_data_dir)
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +72,7 @@ def _list_images(directory: Path) -> list[Path]:
 
 def locate(root: str | os.PathLike[str] | None) -> tuple[Path, list[Path], Path | None]:
     """(image folder, its images, partition file or None); raise if there are no images."""
-    if root is None:
-        env = os.environ.get(ENV_VAR)
-        if not env:
-            raise DatasetNotFoundError(
-                not_found_message(f"no root= given and ${ENV_VAR} is not set"))
-        root = env
-    base = Path(root).expanduser()
-    if not base.is_dir():
-        raise DatasetNotFoundError(not_found_message(f"{base} is not a directory"))
-    directory = base / FOLDER if (base / FOLDER).is_dir() else base
+    directory = user_data_dir(root, ENV_VAR, FOLDER, not_found_message)
     files = _list_images(directory)
     if not files:
         raise DatasetNotFoundError(not_found_message(

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Arrays, Builder, DataFormatError, DatasetNotFoundError, file_fingerprint
+from .base import Arrays, Builder, DataFormatError, DatasetNotFoundError, file_fingerprint, user_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -74,16 +74,7 @@ def not_found_message(problem: str) -> str:
 
 def locate(split: str, root: str | os.PathLike[str] | None) -> list[Path]:
     """Paths of the batch files of ``split``; raise :class:`DatasetNotFoundError` if absent."""
-    if root is None:
-        env = os.environ.get(ENV_VAR)
-        if not env:
-            raise DatasetNotFoundError(
-                not_found_message(f"no root= given and ${ENV_VAR} is not set"))
-        root = env
-    base = Path(root).expanduser()
-    if not base.is_dir():
-        raise DatasetNotFoundError(not_found_message(f"{base} is not a directory"))
-    directory = base / FOLDER if (base / FOLDER).is_dir() else base
+    directory = user_data_dir(root, ENV_VAR, FOLDER, not_found_message)
     paths = [directory / f for f in FILES[split]]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
