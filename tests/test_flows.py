@@ -16,6 +16,8 @@ TINY = {
     "glow-additive-plain": (Glow, GlowConfig(in_channels=3, image_size=4, num_levels=2, num_steps=1, hidden_channels=4,
                                              coupling="additive", lu_decomposed=False, split_prior="standard",
                                              learn_top=False)),
+    "glow-logit": (Glow, GlowConfig(in_channels=2, image_size=4, num_levels=1, num_steps=2, hidden_channels=4,
+                                    preprocess="logit", logit_alpha=0.05)),
     "glow-classes": (Glow, GlowConfig(in_channels=1, image_size=4, num_levels=1, num_steps=2, hidden_channels=4,
                                       num_classes=3)),
     "realnvp": (RealNVP, RealNVPConfig(in_channels=1, image_size=8, num_scales=2, hidden_channels=4, num_blocks=1)),

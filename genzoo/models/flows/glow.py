@@ -1,6 +1,7 @@
 """Glow: generative flow with invertible 1x1 convolutions (Kingma & Dhariwal, arXiv:1807.03039).
 
-Data ``x`` in [0, 1] is shifted to [-0.5, 0.5]; then ``num_levels`` levels of: squeeze, then
+Data ``x`` in [0, 1] is shifted to [-0.5, 0.5] (or, with ``preprocess="logit"``, mapped to the real
+line by RealNVP's logit transform, log-det included); then ``num_levels`` levels of: squeeze, then
 ``num_steps`` steps of ActNorm -> invertible 1x1 conv (LU or plain) -> additive/affine coupling
 (sigmoid scale, zero-initialised last layer); after every level but the last half of the channels
 is factored out with a learned conditional Gaussian prior. The top level has a learned per-channel
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...layers import ActNormInvConv, AffineTransform, Chain, Coupling, GlowNet, Squeeze
+from ...layers import ActNormInvConv, AffineTransform, Chain, Coupling, GlowNet, LogitTransform, Squeeze
 from ...layers.bijector import sum_except_batch
 from ...registry import register
 from .common import FlowModel, MultiscaleFlow, SplitPrior, base_log_prob, check_divisible
@@ -42,6 +43,8 @@ class GlowConfig:
     num_classes: int = 0                                  # > 0: class-conditional top prior
     num_bits: int = 8                                     # bits per subpixel of the data (dequantisation bins 2^bits)
     memory_saving: bool = False                           # recompute activations in backward (training only)
+    preprocess: Literal["shift", "logit"] = "shift"       # x - 1/2 (paper) or RealNVP's logit(a + (1 - 2a) x)
+    logit_alpha: float = 1e-6                             # a of the logit preprocessing
 
 
 class Glow(FlowModel):
@@ -54,7 +57,9 @@ class Glow(FlowModel):
         if config.num_levels < 1 or config.num_steps < 1:
             raise ValueError("GlowConfig.num_levels and num_steps must be >= 1")
         check_divisible("GlowConfig", config.image_size, config.num_levels)
-        self.preprocess = AffineTransform(shift=-0.5)
+        if config.preprocess not in ("shift", "logit"):
+            raise ValueError(f"GlowConfig.preprocess must be 'shift' or 'logit', got {config.preprocess!r}")
+        self.preprocess = AffineTransform(shift=-0.5) if config.preprocess == "shift" else LogitTransform(config.logit_alpha)
         c = config.in_channels
         levels, priors = [], []
         for i in range(config.num_levels):
@@ -150,24 +155,24 @@ _TRAIN = {"lr": 1e-3, "warmup_steps": 200, "ema_decay": 0.999, "grad_clip": 20.0
           "sample_every": 2000, "checkpoint_every": 1000, "seed": 0}
 register(
     "glow-fashion-mnist", Glow,
-    GlowConfig(in_channels=1, image_size=28, num_levels=2, num_steps=8, hidden_channels=128),
+    GlowConfig(in_channels=1, image_size=28, num_levels=2, num_steps=8, hidden_channels=128, preprocess="logit"),
     hub_id="genzoo/glow-fashion-mnist", dataset="fashion-mnist", sample_temperature=0.7,
     description="Glow on Fashion-MNIST (28x28 grey; L=2, K=8, 128 hidden channels, affine coupling, LU 1x1 "
-                "convs), trained by genzoo's own recipe on the 60k training split.",
+                "convs, logit preprocessing), trained by genzoo's own recipe on the 60k training split.",
     recipe={"data": {"name": "fashion-mnist"},
-            "train": {"steps": 4000, "batch_size": 64, **_TRAIN},
+            "train": {"steps": 5000, "batch_size": 64, **_TRAIN},
             "eval": {"seed": 0}},
     card_notes="Samples on this card are drawn at temperature 0.7.",
 )
 register(
     "glow-emoji32", Glow,
-    GlowConfig(in_channels=3, image_size=32, num_levels=3, num_steps=8, hidden_channels=96),
+    GlowConfig(in_channels=3, image_size=32, num_levels=3, num_steps=8, hidden_channels=96, preprocess="logit"),
     hub_id="genzoo/glow-emoji32", dataset="emoji", sample_temperatures=(0.5, 0.7, 1.0),
     description="Glow on Twemoji emoji (32x32 RGB composited on white; L=3, K=8, 96 hidden channels, affine "
-                "coupling, LU 1x1 convs), trained by genzoo's own recipe. Emoji graphics: Twemoji by Twitter, "
-                "CC-BY 4.0.",
+                "coupling, LU 1x1 convs, logit preprocessing), trained by genzoo's own recipe. Emoji graphics: "
+                "Twemoji by Twitter, CC-BY 4.0.",
     recipe={"data": {"name": "emoji", "image_size": 32},
-            "train": {"steps": 3200, "batch_size": 64, **_TRAIN},
+            "train": {"steps": 4000, "batch_size": 64, **_TRAIN},
             "eval": {"seed": 0}},
     card_notes="## Samples\n\n`samples.png`: rows 1-2 at temperature 0.5, rows 3-4 at 0.7, rows 5-6 at 1.0 "
                "(the same seeded latents, rescaled).\n\n## Data credit\n\nTraining images: Twemoji by "
