@@ -12,6 +12,7 @@ from .utils import make_grid, save_grid  # noqa: E402
 
 __all__ = [
     "CategoricalVAE", "CategoricalVAEConfig", "CheckpointError", "CheckpointNotFoundError", "FlowModel",
-    "GenerativeModel", "Glow", "GlowConfig", "NICE", "NICEConfig", "RealNVP", "RealNVPConfig", "TrainConfig", "Trainer", "UnknownModelError", "VAE", "VAEConfig",
+    "GenerativeModel", "Glow", "GlowConfig", "NICE", "NICEConfig", "RealNVP", "RealNVPConfig", "TrainConfig",
+    "Trainer", "UnknownModelError", "VAE", "VAEConfig",
     "create", "data", "layers", "list_models", "load", "make_grid", "metrics", "register", "save_grid", "train",
 ]

@@ -95,18 +95,18 @@ def cmd_card(args: argparse.Namespace) -> int:
     from .registry import UnknownModelError, get_entry
 
     folder = Path(args.folder)
-    if not (folder / "model.safetensors").exists() and not get_entry(args.name or folder.name).published:
-        print(f"wrote {write_unpublished_card(args.name or folder.name, folder)}")
+    name = args.name or folder.name
+    if not (folder / "model.safetensors").exists() and not get_entry(name).published:
+        print(f"wrote {write_unpublished_card(name, folder)}")
         return 0
     model = load_from_folder(folder)
     metrics = read_card_metadata(folder).get("genzoo", {}).get("metrics", [])
     if args.samples or not (folder / "samples.png").exists():
-        name = args.name or folder.name
         try:
             write_entry_samples(model, name, folder / "samples.png")
         except UnknownModelError:
             write_samples(model, folder / "samples.png")
-    path = write_card(folder, args.name or folder.name, model, metrics)
+    path = write_card(folder, name, model, metrics)
     print(f"wrote {path}")
     return 0
 

@@ -71,6 +71,12 @@ def config_from_dict(config_class: type, data: dict[str, Any]) -> Any:
         raise CheckpointError(f"config does not fit {config_class.__name__}: {e}") from e
 
 
+def config_json(model_class: str, config: Any) -> bytes:
+    """The ``config.json`` of a checkpoint: ``{"model_class", "genzoo_version", "config"}``."""
+    meta = {"model_class": model_class, "genzoo_version": __version__, "config": config_to_dict(config)}
+    return (json.dumps(meta, indent=2) + "\n").encode()
+
+
 def replace_config(config: Any, **overrides: Any) -> Any:
     """``dataclasses.replace`` with a clear error for unknown fields."""
     names = {f.name for f in dataclasses.fields(config)}
@@ -206,11 +212,9 @@ class GenerativeModel(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` (and ``README.md`` if given), atomically."""
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
-        meta = {"model_class": type(self).__name__, "genzoo_version": __version__,
-                "config": config_to_dict(self.config)}
         save_safetensors(self.state_dict(), out / WEIGHTS_NAME,
                          metadata={"format": "pt", "model_class": type(self).__name__})
-        atomic_write_bytes(out / CONFIG_NAME, (json.dumps(meta, indent=2) + "\n").encode())
+        atomic_write_bytes(out / CONFIG_NAME, config_json(type(self).__name__, self.config))
         if model_card is not None:
             atomic_write_bytes(out / "README.md", model_card.encode())
         return out

@@ -23,7 +23,7 @@ import torch
 
 from . import __version__
 from .hub import build_model_card, git_commit, hardware_string, read_card_metadata
-from .modeling import GenerativeModel
+from .modeling import CONFIG_NAME, GenerativeModel, atomic_write_bytes, config_json
 from .registry import Entry, get_entry
 from .utils import save_grid, seed_everything
 
@@ -201,12 +201,9 @@ def compare_with_card(folder: str | Path, metrics: list[dict[str, Any]], tol: fl
     return lines
 
 
-
 def write_unpublished_card(name: str, folder: str | Path) -> Path:
     """``README.md`` and ``config.json`` (no weights) for a paper preset whose weights are not published."""
     from huggingface_hub import ModelCard, ModelCardData
-
-    from .modeling import config_to_dict
 
     entry = get_entry(name)
     if entry.published or not entry.pretrained:
@@ -229,9 +226,6 @@ def write_unpublished_card(name: str, folder: str | Path) -> Path:
         f"seed {train.get('seed')}. Architecture: `{family}`, config in `config.json`.", "",
     ])
     card = ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + body).content
-    meta = {"model_class": family, "genzoo_version": __version__, "config": config_to_dict(entry.config)}
-    import json
-
-    (folder / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
-    (folder / "README.md").write_text(card)
+    atomic_write_bytes(folder / CONFIG_NAME, config_json(family, entry.config))
+    atomic_write_bytes(folder / "README.md", card.encode())
     return folder / "README.md"
