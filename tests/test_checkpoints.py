@@ -8,6 +8,7 @@ import torch
 
 import genzoo
 from genzoo.hub import bundled_dir, read_card_metadata
+from genzoo.layers import dequantize
 from genzoo.metrics import dequantized_bpd
 from genzoo.models import FlowModel
 from genzoo.recipes import evaluate_elbo_bpd, load_split
@@ -99,9 +100,12 @@ def test_flow_card_bpd_reproduces(name):
 
 @pytest.mark.parametrize("name", FLOWS)
 def test_flow_checkpoint_encode_decode_round_trip(name):
+    """On the data the flow models (dequantised pixels, here the bin centres) the inverse is exact.
+    Exact 0/1 pixels lie outside that support: a logit-preprocessed flow maps them to logit(1e-6), far
+    from anything seen in training, where float32 round trips are not accurate."""
     m = genzoo.load(name)
-    x = load_split(get_entry(name), "test").to_tensor()[:4]
-    torch.testing.assert_close(m.decode(m.encode(x)), x, atol=1e-3, rtol=0)
+    x = dequantize(load_split(get_entry(name), "test").to_tensor()[:4], noise=False)
+    torch.testing.assert_close(m.decode(m.encode(x)), x, atol=1e-4, rtol=0)
 
 
 def test_glow_fine_tune_from_checkpoint(tmp_path):

@@ -8,6 +8,7 @@ uniformly dequantised data (see :func:`genzoo.layers.dequantize` and
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Literal
 
@@ -19,6 +20,7 @@ from ...layers import Chain, Squeeze, ZeroConv2d, dequantize, split_channels
 from ...layers.bijector import accum_dtype, sum_except_batch, zeros_log_det
 from ...modeling import GenerativeModel
 
+logger = logging.getLogger(__name__)
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -91,11 +93,22 @@ class FlowModel(GenerativeModel):
         return self._to_latent(self.check_images(x), y)[0]
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        """Images ``(B, C, H, W)`` in [0, 1] of latents ``z`` ``(B, D)``."""
+        """Images ``(B, C, H, W)`` in [0, 1] of latents ``z`` ``(B, D)``.
+
+        Latents far outside the typical set (e.g. some at temperature 1) can make an affine coupling's
+        inverse divide by a vanishing scale and overflow; such pixels (inf / nan) are returned as 0 or 1
+        (nan: 0) and a warning says how many. Everything else is clamped to [0, 1].
+        """
         if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != self.num_dims:
             shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
             raise ValueError(f"z has shape {shape}; {type(self).__name__} expects (B, {self.num_dims})")
-        return self._from_latent(z, y).clamp(0, 1)
+        x = self._from_latent(z, y)
+        bad = ~torch.isfinite(x)
+        if bad.any():
+            logger.warning("%d of %d decoded values overflowed (non-finite) in %d of %d images; set to 0 or 1",
+                           int(bad.sum()), x.numel(), int(bad.flatten(1).any(1).sum()), x.shape[0])
+            x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
+        return x.clamp(0, 1)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
