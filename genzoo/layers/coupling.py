@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .bijector import Bijector, acc_sum, accum_dtype, split_channels, sum_except_batch, zeros_log_det
+from .bijector import Bijector, acc_sum, accum_dtype, merge_channels, split_channels, sum_except_batch, zeros_log_det
 from .normalization import ConvActNorm
 
 Kind = Literal["additive", "affine"]
@@ -75,7 +75,7 @@ class Coupling(Bijector):
         if self.parity == 1:
             a, b = b, a
         if self.partition == "half":
-            return torch.cat([a, b], dim=1)
+            return merge_channels(a, b)
         out = torch.empty((a.shape[0], a.shape[1] + b.shape[1], *a.shape[2:]), device=a.device, dtype=a.dtype)
         out[:, 0::2], out[:, 1::2] = a, b
         return out

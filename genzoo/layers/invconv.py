@@ -6,8 +6,8 @@ strictly upper ``U``; ``log_det = H W sum(log_s)`` costs O(C) instead of O(C^3).
 
 In eval mode the weight, its inverse and the log-det are cached and reused until a parameter
 changes (tracked by the tensors' version counters), so sampling never recomputes an inverse per
-call. :func:`fused_actnorm_invconv` extends the cache to ActNorm followed by the 1x1 conv, which
-is one affine 1x1 convolution in both directions.
+call. :class:`ActNormInvConv` extends the cache to ActNorm followed by the 1x1 conv, which is one
+affine 1x1 convolution in both directions.
 """
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ class _EvalCache:
             self.value, self.key = compute(), key
             self.misses += 1
         return self.value
+
+
+def _inverse(w: Tensor) -> Tensor:
+    """``W^-1``, computed in float64 (the 1x1 convs are small) and returned in ``W``'s dtype."""
+    return torch.linalg.inv(w.double()).to(w.dtype)
 
 
 class InvConv1x1(Bijector):
@@ -71,9 +76,10 @@ class InvConv1x1(Bijector):
         return self.perm @ (lower @ upper), acc_sum(self.log_s)
 
     def _cached(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(W, W^-1, log|det W|)``; reused in eval mode, recomputed in training (see :class:`_EvalCache`)."""
         def compute() -> tuple[Tensor, Tensor, Tensor]:
             w, ld = self.weight_and_logdet()
-            return w, torch.linalg.inv(w.double()).to(w.dtype), ld
+            return w, _inverse(w), ld
         return self.cache.get(self, compute)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -85,13 +91,9 @@ class InvConv1x1(Bijector):
         return z, zeros_log_det(x) + x.shape[2] * x.shape[3] * ld
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        _, w_inv, ld = self._cached() if not self.training else self._uncached_inverse()
+        _, w_inv, ld = self._cached()
         x = F.conv2d(z, w_inv.to(z.dtype)[:, :, None, None])
         return x, zeros_log_det(z) - z.shape[2] * z.shape[3] * ld
-
-    def _uncached_inverse(self) -> tuple[Tensor, Tensor, Tensor]:
-        w, ld = self.weight_and_logdet()
-        return w, torch.linalg.inv(w), ld
 
 
 class ActNormInvConv(Bijector):
@@ -114,7 +116,7 @@ class ActNormInvConv(Bijector):
             w, ld = self.invconv.weight_and_logdet()
             s, b = self.actnorm.log_scale.exp(), self.actnorm.loc
             wf = w * s.view(1, -1)
-            w_inv = torch.linalg.inv(w.double()).to(w.dtype) / s.view(-1, 1)
+            w_inv = _inverse(w) / s.view(-1, 1)
             return wf, wf @ b, w_inv, -b, ld + acc_sum(self.actnorm.log_scale)
         return self.cache.get(self, compute)
 

@@ -23,6 +23,18 @@ def _spatial(x: Tensor) -> int:
     return x[0, 0].numel()
 
 
+@torch.no_grad()
+def _init_actnorm(loc: Tensor, log_scale: Tensor, initialized: Tensor, h: Tensor, eps: float) -> None:
+    """ActNorm's data-dependent init: ``loc = -mean``, ``log_scale = -log(std + eps)`` per channel of ``h``."""
+    dims = [0, *range(2, h.dim())]
+    h = h.detach().float()
+    mean = h.mean(dims)
+    std = h.std(dims, unbiased=False) if h.shape[0] * _spatial(h) > 1 else torch.ones_like(mean)
+    loc.copy_(-mean)
+    log_scale.copy_(-torch.log(std + eps))
+    initialized.fill_(True)
+
+
 class ActNorm(Bijector):
     """``z = (x + loc) * exp(log_scale)`` per channel; works on ``(B, C)`` and ``(B, C, H, W)``.
 
@@ -40,14 +52,8 @@ class ActNorm(Bijector):
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
         """Data-dependent init from a batch ``x`` (no-op if already initialised)."""
-        if bool(self.initialized):
-            return
-        dims = [0, *range(2, x.dim())]
-        mean = x.detach().float().mean(dims)
-        std = x.detach().float().std(dims, unbiased=False) if x.shape[0] * _spatial(x) > 1 else torch.ones_like(mean)
-        self.loc.copy_(-mean)
-        self.log_scale.copy_(-torch.log(std + self.eps))
-        self.initialized.fill_(True)
+        if not bool(self.initialized):
+            _init_actnorm(self.loc, self.log_scale, self.initialized, x, self.eps)
 
     def _maybe_init(self, x: Tensor) -> None:
         if self.training and not torch.compiler.is_compiling() and not bool(self.initialized):
@@ -122,9 +128,7 @@ class ConvActNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.training and not torch.compiler.is_compiling() and not bool(self.initialized):
             with torch.no_grad():
-                h = F.conv2d(x, self.weight, padding=self.padding).float()
-                self.loc.copy_(-h.mean((0, 2, 3)))
-                self.log_scale.copy_(-torch.log(h.std((0, 2, 3), unbiased=False) + 1e-6))
-                self.initialized.fill_(True)
+                h = F.conv2d(x, self.weight, padding=self.padding)
+            _init_actnorm(self.loc, self.log_scale, self.initialized, h, 1e-6)
         s = self.log_scale.exp()
         return F.conv2d(x, self.weight * s.view(-1, 1, 1, 1), self.loc * s, padding=self.padding)

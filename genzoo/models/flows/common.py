@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...layers import Chain, Squeeze, ZeroConv2d, dequantize, split_channels
+from ...layers import Chain, Squeeze, ZeroConv2d, dequantize, merge_channels, split_channels
 from ...layers.bijector import accum_dtype, sum_except_batch, zeros_log_det
 from ...modeling import GenerativeModel
 
@@ -201,7 +201,7 @@ class MultiscaleFlow(nn.Module):
                 if prior is not None:
                     mean, logs = prior
                     z = z * torch.exp(logs) + mean
-                h = torch.cat([h, z], dim=1)
+                h = merge_channels(h, z)
             h, _ = self.levels[i].inverse(h)
         return h
 

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ...layers import ActNormInvConv, AffineTransform, Chain, Coupling, GlowNet, LogitTransform, Squeeze
 from ...layers.bijector import sum_except_batch
 from ...registry import register
-from .common import FlowModel, MultiscaleFlow, SplitPrior, base_log_prob, check_divisible
+from .common import FlowModel, MultiscaleFlow, SplitPrior, check_divisible
 
 
 @dataclass(frozen=True)
