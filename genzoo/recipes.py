@@ -4,7 +4,11 @@ A registry entry's ``recipe`` is a dict::
 
     {"data": {"name": "fashion-mnist", "image_size": None},    # genzoo.data.load_dataset args
      "train": {...TrainConfig fields...},
+     "prior_train": {...TrainConfig fields...},                 # optional second stage (VQ-VAE prior)
      "eval": {"num_samples": 1000, "limit": None, "seed": 0}}   # evaluation protocol
+
+With ``prior_train``, the model must have ``set_stage``: the first stage trains ``"autoencoder"``,
+the second ``"prior"`` on the frozen autoencoder's codes (its trainer state in ``run_dir/prior``).
 
 ``genzoo train <name>`` runs it and ``genzoo eval <name>`` recomputes the card's metrics, so every
 number on a card is reproducible from the committed weights.
@@ -63,6 +67,15 @@ def write_entry_samples(model: GenerativeModel, name: str, path: str | Path) -> 
     return write_samples(model, path, temperature=meta.get("sample_temperature", 1.0))
 
 
+def write_reconstructions(model: GenerativeModel, name: str, path: str | Path, n: int = 32) -> Path:
+    """The first ``n`` test images (odd rows) above their reconstructions (even rows), 8 per row."""
+    images = torch.as_tensor(load_split(get_entry(name), "test").images[:n]).float().div(255).to(model.device)
+    with torch.no_grad():
+        recon = model.reconstruct(images)
+    rows = [t for i in range(0, n, 8) for t in (images[i:i + 8], recon[i:i + 8])]
+    return save_grid(torch.cat(rows), path, nrow=8, scale=max(1, 96 // model.image_shape[1]))
+
+
 def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed: int | None = None,
                  device: str | None = None, resume: bool = False, progress: bool = True,
                  evaluate_after: bool = True, run_dir: str | Path | None = None) -> Path:
@@ -77,23 +90,36 @@ def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed:
     if not entry.recipe:
         raise ValueError(f"{name} has no recipe; pretrained names with recipes: "
                          f"{_recipe_names()}")
-    cfg = dict(entry.recipe["train"])
-    if steps is not None:
-        cfg["steps"] = steps
-    if seed is not None:
-        cfg["seed"] = seed
-    cfg["progress"] = progress
-    train_cfg = TrainConfig(**cfg)
+    stages = [("autoencoder", "train"), ("prior", "prior_train")] if "prior_train" in entry.recipe else [(None, "train")]
+    configs = []
+    for _, key in stages:
+        cfg = dict(entry.recipe[key])
+        if steps is not None:
+            cfg["steps"] = steps
+        if seed is not None:
+            cfg["seed"] = seed
+        cfg["progress"] = progress
+        configs.append(TrainConfig(**cfg))
+    train_cfg = configs[0]
     out = Path(out_dir)
     seed_everything(train_cfg.seed)
     model = entry.model_class(entry.config)
     train_data, test_data = load_split(entry, "train"), load_split(entry, "test")
+    run_dir = Path(run_dir or Path("runs") / name)
     t0 = time.time()
-    trainer = Trainer(model, train_data, train_cfg, eval_data=test_data, out_dir=run_dir or Path("runs") / name, device=device)
-    model = trainer.fit(resume=resume)
+    for (stage, key), cfg in zip(stages, configs):
+        if stage is not None:
+            model.set_stage(stage)
+        trainer = Trainer(model, train_data, cfg, eval_data=test_data, device=device,
+                          out_dir=run_dir if key == "train" else run_dir / key)
+        model = trainer.fit(resume=resume)
+    if len(stages) > 1:
+        model.set_stage("joint")
     wall = time.time() - t0
     model.save_pretrained(out)
     write_entry_samples(model, name, out / "samples.png")
+    if hasattr(model, "reconstruct"):
+        write_reconstructions(model, name, out / "reconstructions.png")
     argv = ["genzoo", "train", name, "--out", str(out)]
     if steps is not None:
         argv += ["--steps", str(steps)]
@@ -101,6 +127,8 @@ def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed:
         argv += ["--seed", str(seed)]
     training = {"command": shlex.join(argv), "dataset": f"{entry.dataset} ({train_data.source})",
                 "steps": train_cfg.steps, "batch_size": train_cfg.batch_size, "seed": train_cfg.seed,
+                **({"prior_steps": configs[1].steps, "prior_batch_size": configs[1].batch_size}
+                   if len(configs) > 1 else {}),
                 "hardware": hardware_string(), "wall_time_s": round(wall, 1),
                 "genzoo_version": __version__, "commit": git_commit(),
                 "python": platform.python_version(), "torch": str(torch.__version__)}
@@ -158,6 +186,28 @@ def evaluate(model: GenerativeModel, name: str, split: str = "test", num_samples
              "protocol": f"exact log-density of x + u, u ~ U(0, 1/{2 ** bits}) per subpixel (one draw, generator "
                          f"seed {seed}, batches of 500), + D ln {2 ** bits}, / (D ln 2); {entry.dataset} {split} "
                          f"split{subset}, {n} images, {bits}-bit data; ±{res['stderr']:.4f} s.e."})
+    elif hasattr(model, "reconstruct"):  # VQ-VAE: reconstruction, codebook use and the prior on codes
+        from .metrics import reconstruction_metrics
+
+        res = reconstruction_metrics(model, images, batch_size=500, progress=progress)
+        where = f"{entry.dataset} {split} split{subset}, {n} images"
+        k, grid = model.config.num_codes, model.config.grid_size
+        metrics += [
+            {"key": "recon_mse", "type": "mse", "name": "reconstruction MSE", "value": res["mse"], "split": split,
+             "protocol": f"mean squared error per subpixel, images in [0, 1], decode(encode(x)); {where}"},
+            {"key": "recon_psnr", "type": "psnr", "name": "reconstruction PSNR (dB)", "value": res["psnr"],
+             "split": split, "protocol": f"mean over images of 10 log10(1 / MSE_image); {where}"},
+            {"key": "codebook_usage", "type": "codebook_usage", "name": "codebook usage", "value": res["usage"],
+             "split": split, "protocol": f"fraction of the {k} codes assigned at least once over the {n}x{grid}x{grid} "
+                                         f"code positions of the {where}"},
+            {"key": "codebook_perplexity", "type": "perplexity", "name": "codebook perplexity",
+             "value": res["perplexity"], "split": split,
+             "protocol": f"exp(entropy) of the code frequencies over the same positions (max {k})"},
+            {"key": "prior_bits_per_code", "type": "bits_per_dim", "name": "prior bits/dim on codes",
+             "value": res["prior_bits_per_code"], "split": split,
+             "protocol": f"PixelCNN prior NLL of the encoded {grid}x{grid} code grids, bits per code position "
+                         f"(log2 {k} = {math.log2(k):.2f} is uniform); {where}; ±{res['prior_stderr']:.4f} s.e."},
+        ]
     else:
         raise NotImplementedError(f"no evaluation protocol for {type(model).__name__} yet")
     return metrics

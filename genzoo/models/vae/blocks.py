@@ -18,16 +18,9 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
-Activation = Literal["silu", "relu", "elu", "leaky_relu"]
+from ...layers.residual import Activation, ResidualBlock, make_activation  # noqa: F401  (re-exported)
+
 Upsample = Literal["nearest", "transposed"]
-
-_ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
-
-
-def make_activation(name: str) -> nn.Module:
-    if name not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
-    return _ACTIVATIONS[name]()
 
 
 def check_conv_config(config: Any) -> int:
@@ -49,18 +42,6 @@ def check_conv_config(config: Any) -> int:
         raise ValueError(f"{name}.upsample must be 'nearest' or 'transposed', got {config.upsample!r}")
     make_activation(config.activation)
     return config.image_size // factor
-
-
-class ResidualBlock(nn.Module):
-    """``x + conv1x1(act(conv3x3(act(x))))`` (pre-activation, no normalisation: keeps eval == train)."""
-
-    def __init__(self, channels: int, activation: str) -> None:
-        super().__init__()
-        self.net = nn.Sequential(make_activation(activation), nn.Conv2d(channels, channels, 3, padding=1),
-                                 make_activation(activation), nn.Conv2d(channels, channels, 1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.net(x)
 
 
 class ConvEncoder(nn.Module):
