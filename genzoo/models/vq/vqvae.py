@@ -246,8 +246,8 @@ register(
                 "with a gated PixelCNN prior over the codes, trained by genzoo's own recipe. Emoji graphics: Twemoji "
                 "by Twitter, CC-BY 4.0.",
     recipe={"data": {"name": "emoji", "image_size": 64},
-            "train": {"steps": 2400, "batch_size": 32, "lr": 2e-3, **_STAGE},
-            "prior_train": {"steps": 1600, "batch_size": 32, "lr": 1e-3, **_STAGE},
+            "train": {"steps": 2000, "batch_size": 32, "lr": 2e-3, **_STAGE},
+            "prior_train": {"steps": 1200, "batch_size": 32, "lr": 1e-3, **_STAGE},
             "eval": {"seed": 0}},
     card_notes=_VQ_NOTES.format(t=1.0) + _EMOJI_CREDIT.format(size=64),
 )
