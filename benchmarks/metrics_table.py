@@ -21,7 +21,9 @@ def table() -> str:
     for name in list_models("pretrained"):
         meta = read_card_metadata(bundled_dir() / name).get("genzoo", {})
         for m in meta.get("metrics", []):
-            lines.append(f"| `{name}` | {get_entry(name).dataset} | {m['name']} | {m['value']:.3f} | {m['protocol']} |")
+            v = float(m["value"])
+            value = f"{v:.3f}" if abs(v) >= 1 else f"{v:.5f}"  # MSE, usage: keep the significant digits
+            lines.append(f"| `{name}` | {get_entry(name).dataset} | {m['name']} | {value} | {m['protocol']} |")
     return "\n".join(lines)
 
 

@@ -460,7 +460,8 @@ def render_md(args, res: dict) -> str:
         g, s, p, r = row["genzoo"], row["genzoo-st"], row["peer"], row["ratios_genzoo_over_peer"]
         its = " / ".join(str(x["iters"]) if x["status"] == "ok" else "-" for x in (g, s, p))
         lines.append(
-            f"| {row['n']} | {row['k']} | {_cell(g, 'vectors_per_s', ',.0f')} | {_cell(s, 'vectors_per_s', ',.0f', short=True)} | "
+            f"| {row['n']} | {row['k']} | {_cell(g, 'vectors_per_s', ',.0f')} | "
+            f"{_cell(s, 'vectors_per_s', ',.0f', short=True)} | "
             f"{_cell(p, 'vectors_per_s', ',.0f')} | {_x(r['throughput'], '.2f')} | "
             f"{_cell(g, 'step_peak_mib', '.1f', short=True)} | {_cell(s, 'step_peak_mib', '.1f', short=True)} | "
             f"{_cell(p, 'step_peak_mib', '.1f', short=True)} | {_x(r['step_peak_memory'], '.3f')} | {its} |")
@@ -471,7 +472,8 @@ def render_md(args, res: dict) -> str:
     lines += ["", "## Nearest-code search only", "",
               "`genzoo.layers.nearest_code(x, codes, backend=\"torch\")` (chunked, no N×K matrix) vs naive "
               "`torch.cdist(x, codes).argmin(1)`, x = randn(N, D), codes = randn(K, D), under no_grad. "
-              "GFLOP/s is nominal 2·N·K·D / time for both; speedup = naive time / genzoo time (> 1: genzoo faster).", "",
+              "GFLOP/s is nominal 2·N·K·D / time for both; speedup = naive time / genzoo time "
+              "(> 1: genzoo faster).", "",
               "| N | K | genzoo torch ms | GFLOP/s | peak MiB | naive ms | GFLOP/s | peak MiB | speedup vs naive "
               "| indices agree |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in res["nearest_code_search"]:
@@ -481,7 +483,8 @@ def render_md(args, res: dict) -> str:
         t, nv = row["torch"], row.get("naive", {"status": "skipped", "error": "not run"})
         sp = nv["median_s"] / t["median_s"] if t["status"] == "ok" and nv["status"] == "ok" else None
         lines.append(f"| {row['n']} | {row['k']} | {_cell(t, 'ms', '.1f')} | {_cell(t, 'gflops', '.1f')} | "
-                     f"{_cell(t, 'step_peak_mib', '.1f')} | {_cell(nv, 'ms', '.1f')} | {_cell(nv, 'gflops', '.1f', short=True)} | "
+                     f"{_cell(t, 'step_peak_mib', '.1f')} | {_cell(nv, 'ms', '.1f')} | "
+                     f"{_cell(nv, 'gflops', '.1f', short=True)} | "
                      f"{_cell(nv, 'step_peak_mib', '.1f', short=True)} | {_x(sp, '.2f')} | "
                      f"{_f(nv.get('indices_agree_with_torch'), '.4f') if nv['status'] == 'ok' else 'n/a'} |")
     lines.append("")
@@ -500,17 +503,20 @@ def render_md(args, res: dict) -> str:
     else:
         lines.append("Triton backend: no CUDA device here." if not e["cuda_available"] else
                      "Triton backend: not measured (triton unavailable or the device is not CUDA).")
+    grads = [r[lib]["grads_reach_x_and_W"] for r in res["vq"] for lib in LIBS if r[lib]["status"] == "ok"]
     method = next((r[lib]["memory_method"] for r in res["vq"] for lib in LIBS if r[lib]["status"] == "ok"),
                   "not measured")
     lines += [
         "", "## Checks", "",
         f"The peer's frozen codebook and linear map copied into genzoo (bias 0), N={c['n']}, K={c['k']}: indices "
         f"equal {c['indices_equal_fraction']:.4f}, quantized max abs diff {c['quantized_max_abs_diff']:.1e}, VQ loss "
-        f"{c['vq_loss'][0]:.6f} vs {c['vq_loss'][1]:.6f}, gradient max relative diff: x {c['grad_x_max_rel_diff']:.1e}, "
+        f"{c['vq_loss'][0]:.6f} vs {c['vq_loss'][1]:.6f}, gradient max relative diff: "
+        f"x {c['grad_x_max_rel_diff']:.1e}, "
         f"W {c['grad_W_max_rel_diff']:.1e}. Gradients reached x and W in every measured step: "
-        f"{all(r[lib].get('grads_reach_x_and_W', True) for r in res['vq'] for lib in LIBS)}.", "",
+        f"{all(grads) if grads else 'not measured'}.", "",
         "## How measured", "",
-        f"Each (library, N, K) runs in a fresh subprocess with torch.set_num_threads({e['threads']}): x = randn(N, {args.dim}) from "
+        f"Each (library, N, K) runs in a fresh subprocess with torch.set_num_threads({e['threads']}): "
+        f"x = randn(N, {args.dim}) from "
         f"seed {args.seed} (the same for every library) with requires_grad, the module in training mode; one step = "
         "forward, `loss = quantized.square().mean() + vq_loss`, backward. 1 warm-up step, then "
         f"{args.iters} timed steps (time.perf_counter; only 1 when the warm-up took more than {args.slow_s:g} s, see "

@@ -91,7 +91,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     from .hub import read_card_metadata
     from .modeling import load_from_folder
-    from .recipes import write_card, write_entry_samples, write_samples, write_unpublished_card
+    from .recipes import write_card, write_entry_samples, write_reconstructions, write_samples, write_unpublished_card
     from .registry import UnknownModelError, get_entry
 
     folder = Path(args.folder)
@@ -106,6 +106,8 @@ def cmd_card(args: argparse.Namespace) -> int:
             write_entry_samples(model, name, folder / "samples.png")
         except UnknownModelError:
             write_samples(model, folder / "samples.png")
+        if hasattr(model, "reconstruct"):
+            write_reconstructions(model, name, folder / "reconstructions.png")
     path = write_card(folder, name, model, metrics)
     print(f"wrote {path}")
     return 0

@@ -17,8 +17,9 @@ from genzoo.registry import get_entry, list_models
 BUNDLED = [n for n in list_models("pretrained") if get_entry(n).published]
 FLOWS = [n for n in BUNDLED if issubclass(get_entry(n).model_class, FlowModel)]
 VAES = [n for n in BUNDLED if hasattr(get_entry(n).model_class, "elbo")]
+VQ = [n for n in BUNDLED if issubclass(get_entry(n).model_class, genzoo.VQVAE)]
 # recipe time budgets of the issues that introduced each family (minutes on this 2-core CPU)
-TIME_BUDGET_MIN = {**{n: 30 for n in VAES}, **{n: 45 for n in FLOWS}}
+TIME_BUDGET_MIN = {**{n: 30 for n in VAES}, **{n: 45 for n in FLOWS}, **{n: 45 for n in VQ}}
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +85,7 @@ def test_iwae_on_subset_tighter_than_elbo(name):
 
 
 def test_every_bundled_checkpoint_has_a_family_test():
-    assert set(BUNDLED) == set(FLOWS) | set(VAES)
+    assert set(BUNDLED) == set(FLOWS) | set(VAES) | set(VQ)
 
 
 @pytest.mark.parametrize("name", FLOWS)
@@ -131,3 +132,33 @@ def test_fine_tune_from_checkpoint_and_round_trip(tmp_path):
     again = genzoo.VAE.from_pretrained(tmp_path)
     g = torch.Generator().manual_seed(3)
     assert torch.equal(again.sample(4, generator=g), m.sample(4, generator=torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize("name", VQ)
+def test_vq_card_numbers_reproduce(name):
+    """Reconstruction MSE/PSNR, codebook usage/perplexity and the prior's bits per code on the whole
+    test split are recomputed (deterministic: no sampling in the protocol)."""
+    from genzoo.recipes import evaluate
+
+    m = genzoo.load(name)
+    card = {x["key"]: x["value"] for x in read_card_metadata(bundled_dir() / name)["genzoo"]["metrics"]}
+    got = {x["key"]: x["value"] for x in evaluate(m, name)}
+    assert set(card) == set(got)
+    for key, value in card.items():
+        assert got[key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
+    assert (bundled_dir() / name / "reconstructions.png").is_file()
+    # the prior has learned something: well below a uniform distribution over the codes
+    assert card["prior_bits_per_code"] < math.log2(m.config.num_codes) - 1
+
+
+@pytest.mark.parametrize("name", VQ)
+def test_vq_checkpoint_reconstructs_and_samples_with_top_k(name):
+    m = genzoo.load(name)
+    x = torch.as_tensor(load_split(get_entry(name), "test").images[:16]).float() / 255
+    idx = m.encode(x)
+    assert idx.shape == (16, m.config.grid_size, m.config.grid_size)
+    err = (m.decode(idx) - x).pow(2).mean()
+    shuffled = (m.decode(idx.flip(0)) - x).pow(2).mean()  # other images' codes reconstruct far worse
+    assert err < 0.5 * shuffled
+    s = m.sample(4, generator=torch.Generator().manual_seed(0), temperature=0.8, top_k=20)
+    assert s.shape == (4, *m.image_shape) and s.min() >= 0 and s.max() <= 1

@@ -13,7 +13,8 @@ indices), flat in ``K``.
 Backends, all computing the score in float32 and all breaking exact ties towards the LOWEST index:
 
 * ``"naive"``: the full ``(N, K)`` score matrix; the reference for tests.
-* ``"torch"``: tiles of ``row_chunk x chunk_size`` scores via ``torch.addmm``.
+* ``"torch"``: tiles of ``row_chunk x chunk_size`` scores via ``torch.addmm`` (defaults 1024 x 512: a
+  2 MiB tile stays in cache, which measured 1.7-2.3x faster than 8192 x 2048 tiles on the 2-core CI CPU).
 * ``"triton"``: one fused Triton kernel (``tl.dot`` in IEEE float32, no TF32). Triton is optional and
   imported on first use. On CPU tensors it runs only under Triton's interpreter, i.e. with
   ``TRITON_INTERPRET=1`` set before the kernel is first built (in practice: before importing triton).
@@ -184,8 +185,8 @@ def _check_inputs(x: Any, codes: Any, backend: str, chunk_size: Any, row_chunk: 
 
 
 @torch.no_grad()
-def nearest_code(x: Tensor, codes: Tensor, *, backend: str = "auto", chunk_size: int = 2048,
-                 row_chunk: int = 8192) -> Tensor:
+def nearest_code(x: Tensor, codes: Tensor, *, backend: str = "auto", chunk_size: int = 512,
+                 row_chunk: int = 1024) -> Tensor:
     """Index of the nearest code for every row: ``argmin_k ||x[n] - codes[k]||^2``, shape ``(N,)``, int64.
 
     Args:

@@ -62,7 +62,7 @@ class VectorQuantizer(nn.Module):
     def __init__(self, num_codes: int, dim: int, *, codebook: Codebook = "simvq",
                  estimator: Estimator = "straight_through", commitment_weight: float = 0.25,
                  ema_decay: float = 0.0, dead_code_threshold: float = 0.0, usage_decay: float = 0.99,
-                 laplace_eps: float = 1e-5, backend: str = "auto", chunk_size: int = 2048) -> None:
+                 laplace_eps: float = 1e-5, backend: str = "auto", chunk_size: int = 512) -> None:
         super().__init__()
         if num_codes < 1 or dim < 1:
             raise ValueError(f"num_codes and dim must be >= 1, got {num_codes}, {dim}")
