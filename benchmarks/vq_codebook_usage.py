@@ -6,7 +6,7 @@ split is encoded and we report codebook usage (fraction of codes used at least o
 reconstruction MSE. SimVQ (arXiv 2411.02038) reports 3% (plain) vs 100% (SimVQ) at 16k codes on
 ImageNet-64; this measures what happens here.
 
-    OMP_NUM_THREADS=1 python benchmarks/vq_codebook_usage.py --steps 1500 --jobs 2
+    OMP_NUM_THREADS=1 python benchmarks/vq_codebook_usage.py --steps 1000 --jobs 2
 
 Each run is a subprocess with one torch thread (``--jobs`` at a time); results go to
 ``benchmarks/results/vq_codebook_usage.{json,md}``.
@@ -95,7 +95,7 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--codes", type=int, nargs="+", default=[1024, 8192])
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))

@@ -18,9 +18,10 @@ Protocol
   synchronised); only 1 timed step when the warm-up took longer than ``--slow-s`` seconds (the
   number used is recorded). vectors/s = N / median step time.
 - Peak memory: every (library, N, K) runs in a fresh subprocess (``--worker``) so peaks do not mix.
-  CPU: peak RSS during a step minus RSS just before it (``VmHWM`` reset through
-  ``/proc/self/clear_refs`` before every timed step, ``malloc_trim`` first and glibc
-  ``MALLOC_MMAP_THRESHOLD_=65536`` so freed tensors leave RSS); the maximum over the timed steps.
+  CPU: peak RSS during the first (warm-up) step of the fresh process minus RSS just before it (``VmHWM``
+  reset through ``/proc/self/clear_refs``, ``malloc_trim`` first; default glibc allocator, whose retained
+  memory would hide later steps' peaks; an earlier version lowered ``MALLOC_MMAP_THRESHOLD_`` instead,
+  which made every large allocation page-fault and distorted the timings).
   CUDA: ``max_memory_allocated`` during the step minus ``memory_allocated`` before it.
   Gradients of the previous step are dropped (``set_to_none``) before each step, outside the timer.
 - The peer computes ``torch.cdist`` between all inputs and all codes, an ``N x K`` float32 matrix:
@@ -139,8 +140,10 @@ def measure(fn, prepare, iters: int, slow_s: float, device: torch.device, probe:
         sync(device)
         times.append(time.perf_counter() - t0)
         peaks.append(probe.stop())
+    # memory: the first step of a fresh process, before the allocator holds memory freed by earlier steps
+    # (later steps reuse retained memory, so their RSS peak above the pre-step RSS under-reports)
     return {"warmup_s": warm_s, "iters": n_iters, "times_s": times, "median_s": statistics.median(times),
-            "min_s": min(times), "step_peak_mib": max(peaks), "warmup_peak_mib": warm_peak, "_out": out}
+            "min_s": min(times), "step_peak_mib": warm_peak, "later_steps_peak_mib": max(peaks), "_out": out}
 
 
 def build_vq(lib: str, k: int, dim: int):
@@ -243,7 +246,8 @@ def worker(spec: dict, threads: int) -> None:
 # ---- parent ------------------------------------------------------------------------------------
 def run_worker(spec: dict, args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec), "--threads", str(args.threads)]
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": str(args.threads),
+    # the default glibc allocator: a low MALLOC_MMAP_THRESHOLD_ would make every tile allocation page-fault
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
            "MKL_NUM_THREADS": str(args.threads)}
     t0 = time.perf_counter()
     try:
@@ -520,9 +524,9 @@ def render_md(args, res: dict) -> str:
         f"seed {args.seed} (the same for every library) with requires_grad, the module in training mode; one step = "
         "forward, `loss = quantized.square().mean() + vq_loss`, backward. 1 warm-up step, then "
         f"{args.iters} timed steps (time.perf_counter; only 1 when the warm-up took more than {args.slow_s:g} s, see "
-        "the iters column), throughput = N / median step time. Memory: " + method + "; maximum over the timed steps; "
-        "CPU workers run with glibc MALLOC_MMAP_THRESHOLD_=65536 and malloc_trim before each step so RSS tracks live "
-        "tensors. vector-quantize-pytorch computes a full N×K torch.cdist matrix; it (and the naive search) is "
+        "the iters column), throughput = N / median step time. Memory: " + method + " of the first (warm-up) step "
+        "of the fresh process, before the allocator retains memory freed by earlier steps (malloc_trim before it; "
+        "default glibc allocator). vector-quantize-pytorch computes a full N×K torch.cdist matrix; it (and the naive search) is "
         f"skipped when N·K·4 bytes exceed {args.max_peer_bytes / GIB:g} GiB. Workers time out after "
         f"{args.timeout:g} s. Libraries' defaults otherwise (initialisation differs; the cost of a step does not "
         "depend on the values). The runs of different libraries are sequential, not interleaved, so a change in "

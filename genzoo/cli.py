@@ -104,10 +104,10 @@ def cmd_card(args: argparse.Namespace) -> int:
     if args.samples or not (folder / "samples.png").exists():
         try:
             write_entry_samples(model, name, folder / "samples.png")
+            if hasattr(model, "reconstruct"):  # needs the registry entry's test split
+                write_reconstructions(model, name, folder / "reconstructions.png")
         except UnknownModelError:
             write_samples(model, folder / "samples.png")
-        if hasattr(model, "reconstruct"):
-            write_reconstructions(model, name, folder / "reconstructions.png")
     path = write_card(folder, name, model, metrics)
     print(f"wrote {path}")
     return 0

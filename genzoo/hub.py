@@ -176,7 +176,8 @@ def build_model_card(
         lines += ["## Training", ""]
         if "command" in training:
             lines += ["```bash", training["command"], "```", ""]
-        for key in ("dataset", "steps", "batch_size", "seed", "hardware", "wall_time_s", "genzoo_version", "commit"):
+        for key in ("dataset", "steps", "batch_size", "prior_steps", "prior_batch_size", "seed", "hardware",
+                    "wall_time_s", "genzoo_version", "commit"):
             if key in training:
                 lines.append(f"- {key.replace('_', ' ')}: {training[key]}")
         lines.append("")

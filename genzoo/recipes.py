@@ -8,7 +8,7 @@ A registry entry's ``recipe`` is a dict::
      "eval": {"num_samples": 1000, "limit": None, "seed": 0}}   # evaluation protocol
 
 With ``prior_train``, the model must have ``set_stage``: the first stage trains ``"autoencoder"``,
-the second ``"prior"`` on the frozen autoencoder's codes (its trainer state in ``run_dir/prior``).
+the second ``"prior"`` on the frozen autoencoder's codes (its trainer state in ``run_dir/prior_train``).
 
 ``genzoo train <name>`` runs it and ``genzoo eval <name>`` recomputes the card's metrics, so every
 number on a card is reproducible from the committed weights.
@@ -90,7 +90,8 @@ def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed:
     if not entry.recipe:
         raise ValueError(f"{name} has no recipe; pretrained names with recipes: "
                          f"{_recipe_names()}")
-    stages = [("autoencoder", "train"), ("prior", "prior_train")] if "prior_train" in entry.recipe else [(None, "train")]
+    two_stage = "prior_train" in entry.recipe
+    stages = [("autoencoder", "train"), ("prior", "prior_train")] if two_stage else [(None, "train")]
     configs = []
     for _, key in stages:
         cfg = dict(entry.recipe[key])

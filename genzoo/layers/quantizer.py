@@ -131,7 +131,7 @@ class VectorQuantizer(nn.Module):
 
     # ------------------------------------------------------------------ codes
     def codes(self) -> Tensor:
-        """All code vectors ``(K, D)`` (SimVQ: ``C Wᵀ``)."""
+        """All code vectors ``(K, D)`` (SimVQ: ``C Wᵀ + b``)."""
         if self.kind == "simvq":
             return self.transform(self.frozen_codebook)
         return self.codebook
@@ -179,7 +179,10 @@ class VectorQuantizer(nn.Module):
             codebook_loss = F.mse_loss(q.float(), flat.detach().float())
         if torch.is_grad_enabled() and flat.requires_grad:
             # the codes learn from the codebook loss only; the estimator carries gradients to z
-            out = flat + (q - flat).detach() if self.estimator == "straight_through" else rotation_trick(flat, q.detach())
+            if self.estimator == "straight_through":
+                out = flat + (q - flat).detach()
+            else:
+                out = rotation_trick(flat, q.detach())
         else:
             out = q
         quantized = out.reshape(*z.shape[:1], *z.shape[2:], self.dim).movedim(-1, 1)

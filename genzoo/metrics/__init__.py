@@ -3,4 +3,5 @@ from .codebook import code_counts, codebook_usage
 from .likelihood import bits_per_dim, dequantized_bpd, elbo_bpd, importance_sampled_nll
 from .reconstruction import reconstruction_metrics
 
-__all__ = ["code_counts", "codebook_usage", "bits_per_dim", "dequantized_bpd", "elbo_bpd", "importance_sampled_nll", "reconstruction_metrics"]
+__all__ = ["code_counts", "codebook_usage", "bits_per_dim", "dequantized_bpd", "elbo_bpd", "importance_sampled_nll",
+           "reconstruction_metrics"]
