@@ -144,12 +144,14 @@ class VectorQuantizer(nn.Module):
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_codes):
             raise ValueError(f"indices must be in [0, {self.num_codes}), got [{int(indices.min())}, "
                              f"{int(indices.max())}]")
-        flat = indices.reshape(-1).long()
+        flat = self._gather(indices.reshape(-1).long())
+        return flat.reshape(*indices.shape, self.dim).movedim(-1, 1) if indices.dim() > 1 else flat
+
+    def _gather(self, flat: Tensor) -> Tensor:
+        """Code vectors ``(N, D)`` of valid indices ``(N,)`` (no checks: the search's own output)."""
         if self.kind == "simvq":  # gather rows of C first: memory O(N·D), not O(K·D) in autograd
-            q = self.transform(self.frozen_codebook[flat])
-        else:
-            q = F.embedding(flat, self.codebook)
-        return q.reshape(*indices.shape, self.dim).movedim(-1, 1) if indices.dim() > 1 else q
+            return self.transform(self.frozen_codebook[flat])
+        return F.embedding(flat, self.codebook)
 
     def search(self, flat: Tensor) -> Tensor:
         """Nearest-code indices ``(N,)`` of vectors ``(N, D)`` (no gradient)."""
@@ -171,7 +173,7 @@ class VectorQuantizer(nn.Module):
         indices = self.search(flat)
         if self.training:  # usage EMA, EMA codebook step, restarts; q uses the updated codes
             self._update(flat.detach(), indices)
-        q = self.lookup(indices).to(flat.dtype)
+        q = self._gather(indices).to(flat.dtype)
         commitment = F.mse_loss(flat.float(), q.detach().float())
         if self.kind == "plain" and self.ema_decay > 0:
             codebook_loss = torch.zeros((), device=z.device)
