@@ -3,5 +3,6 @@ from .losses import (FDivergenceLoss, GANLoss, HingeLoss, LSGANLoss, NonSaturati
                      gradient_penalty, make_loss, r1_penalty)
 from .nets import Discriminator, Generator, ModulatedBatchNorm
 
-__all__ = ["Discriminator", "Generator", "ModulatedBatchNorm", "FDivergenceLoss", "GANLoss", "HingeLoss", "LSGANLoss", "NonSaturatingLoss", "WassersteinLoss",
-           "clip_weights", "gradient_penalty", "make_loss", "r1_penalty"]
+__all__ = ["Discriminator", "Generator", "ModulatedBatchNorm", "FDivergenceLoss", "GANLoss", "HingeLoss",
+           "LSGANLoss", "NonSaturatingLoss", "WassersteinLoss", "clip_weights", "gradient_penalty", "make_loss",
+           "r1_penalty"]
