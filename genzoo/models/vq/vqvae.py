@@ -145,10 +145,6 @@ class VQVAE(GenerativeModel):
             flat = z.movedim(1, -1).reshape(-1, self.config.code_dim)
             return self.quantizer.search(flat).reshape(z.shape[0], *z.shape[2:])
 
-    def decode_quantized(self, q: Tensor) -> Tensor:
-        """Raw decoder output (centred images, unclamped) of quantized vectors ``(B, D, h, w)``."""
-        return self.decoder(q)
-
     def decode(self, indices: Tensor) -> Tensor:
         """Images ``(B, C, S, S)`` in [0, 1] from code indices ``(B, h, w)``."""
         g = self.config.grid_size
