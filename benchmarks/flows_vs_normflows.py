@@ -85,6 +85,8 @@ import genzoo
 from genzoo.data import load_dataset
 from genzoo.layers import dequantize
 
+from _common import git_rev  # benchmarks/_common.py (scripts run from this folder)
+
 RESULTS = Path(__file__).parent / "results"
 NAME = "flows_vs_normflows"
 LN2 = math.log(2)
@@ -481,7 +483,7 @@ def main() -> None:
            "genzoo": getattr(genzoo, "__version__", "?"), "device": str(device),
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
            else (platform.processor() or platform.machine()),
-           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "git": _git_rev(),
+           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "git": git_rev(),
            "train_wall_s": train_wall}
     results = {"protocol": {k: v for k, v in vars(args).items() if not k.startswith("_")},
                "environment": env, "libraries": lib, "ratios_genzoo_over_normflows": ratios,
@@ -495,18 +497,6 @@ def main() -> None:
     md = render_md(args, results)
     Path(f"{out}.md").write_text(md)
     print(md)
-
-
-def _git_rev() -> str:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except OSError:
-        return "?"
 
 
 def render_md(args, res: dict) -> str:

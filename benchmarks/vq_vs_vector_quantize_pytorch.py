@@ -55,6 +55,8 @@ from pathlib import Path
 
 import torch
 
+from _common import git_rev  # benchmarks/_common.py (scripts run from this folder)
+
 RESULTS = Path(__file__).parent / "results"
 NAME = "vq_vs_vector_quantize_pytorch"
 LIBS = ("genzoo", "genzoo-st", "peer")  # genzoo rotation, genzoo straight-through, vector-quantize-pytorch
@@ -311,18 +313,6 @@ def equivalence_check(dim: int, device: torch.device, n: int = 1000, k: int = 30
             "grad_x_max_rel_diff": rel(gx1, gx2), "grad_W_max_rel_diff": rel(gw1, gw2)}
 
 
-def _git_rev() -> str:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
-        return (rev or "?") + ("+dirty" if dirty else "")
-    except OSError:
-        return "?"
-
-
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -411,7 +401,7 @@ def main(argv=None) -> None:
     env = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
            "python": platform.python_version(), "torch": torch.__version__,
            "vector_quantize_pytorch": _version("vector-quantize-pytorch"), "genzoo": _version("genzoo"),
-           "git": _git_rev(), "device": str(device),
+           "git": git_rev(), "device": str(device),
            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
            else (platform.processor() or platform.machine()),
            "threads": args.threads, "cpu_count": os.cpu_count(), "cuda_available": torch.cuda.is_available(),
