@@ -91,7 +91,8 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_card(args: argparse.Namespace) -> int:
     from .hub import read_card_metadata
     from .modeling import load_from_folder
-    from .recipes import write_card, write_entry_samples, write_reconstructions, write_samples, write_unpublished_card
+    from .recipes import (can_reconstruct, write_card, write_entry_samples, write_reconstructions, write_samples,
+                          write_unpublished_card)
     from .registry import UnknownModelError, get_entry
 
     folder = Path(args.folder)
@@ -104,7 +105,7 @@ def cmd_card(args: argparse.Namespace) -> int:
     if args.samples or not (folder / "samples.png").exists():
         try:
             write_entry_samples(model, name, folder / "samples.png")
-            if hasattr(model, "reconstruct"):  # needs the registry entry's test split
+            if can_reconstruct(model):  # needs the registry entry's test split
                 write_reconstructions(model, name, folder / "reconstructions.png")
         except UnknownModelError:
             write_samples(model, folder / "samples.png")

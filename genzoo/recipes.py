@@ -67,6 +67,11 @@ def write_entry_samples(model: GenerativeModel, name: str, path: str | Path) -> 
     return write_samples(model, path, temperature=meta.get("sample_temperature", 1.0))
 
 
+def can_reconstruct(model: GenerativeModel) -> bool:
+    """Whether ``model`` maps images to images through a code (VQ-VAE, O-GAN; not a plain GAN)."""
+    return callable(getattr(model, "reconstruct", None)) and getattr(model, "has_encoder", True)
+
+
 def write_reconstructions(model: GenerativeModel, name: str, path: str | Path, n: int = 32) -> Path:
     """The first ``n`` test images (odd rows) above their reconstructions (even rows), 8 per row."""
     images = torch.as_tensor(load_split(get_entry(name), "test").images[:n]).float().div(255).to(model.device)
@@ -84,7 +89,7 @@ def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed:
     Trainer state (resumable checkpoint, metrics.jsonl, sample grids during training) goes to
     ``run_dir`` (default ``runs/<name>``), so ``out_dir`` holds only what is published.
     """
-    from .train import TrainConfig, Trainer
+    from .train import TrainConfig, make_trainer
 
     entry = get_entry(name)
     if not entry.recipe:
@@ -111,7 +116,7 @@ def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed:
     for (stage, key), cfg in zip(stages, configs):
         if stage is not None:
             model.set_stage(stage)
-        trainer = Trainer(model, train_data, cfg, eval_data=test_data, device=device,
+        trainer = make_trainer(model, train_data, cfg, eval_data=test_data, device=device,
                           out_dir=run_dir if key == "train" else run_dir / key)
         model = trainer.fit(resume=resume)
     if len(stages) > 1:
@@ -119,7 +124,7 @@ def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed:
     wall = time.time() - t0
     model.save_pretrained(out)
     write_entry_samples(model, name, out / "samples.png")
-    if hasattr(model, "reconstruct"):
+    if can_reconstruct(model):
         write_reconstructions(model, name, out / "reconstructions.png")
     argv = ["genzoo", "train", name, "--out", str(out)]
     if steps is not None:

@@ -117,26 +117,27 @@ def load_checkpoint_dir(path: str | os.PathLike) -> tuple[dict[str, Tensor], dic
 
 
 # --------------------------------------------------------------------------- optimizer
-def flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """``optim.{param_idx}.{key}`` tensors, plus the param groups and non-tensor state for JSON."""
+def flatten_optimizer(optimizer: torch.optim.Optimizer, prefix: str = "optim") -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """``{prefix}.{param_idx}.{key}`` tensors, plus the param groups and non-tensor state for JSON."""
     sd = optimizer.state_dict()
     tensors: dict[str, Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for idx, entry in sd["state"].items():
         for key, value in entry.items():
             if isinstance(value, Tensor):
-                tensors[f"optim.{idx}.{key}"] = value
+                tensors[f"{prefix}.{idx}.{key}"] = value
             else:
                 scalars.setdefault(str(idx), {})[key] = value
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
-def unflatten_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+def unflatten_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any],
+                        prefix: str = "optim") -> None:
     """Inverse of :func:`flatten_optimizer`, loaded into ``optimizer``."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
-        if name.startswith("optim."):
+        if name.startswith(prefix + "."):
             _, idx, key = name.split(".", 2)
             state.setdefault(int(idx), {})[key] = value
     for idx, entry in meta["scalars"].items():

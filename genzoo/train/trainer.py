@@ -74,9 +74,7 @@ class Trainer:
         self.amp_dtype, use_scaler = self._amp_setup()
         self.data_generator = torch.Generator()
         self.sampler = BatchSampler(self.source, config.batch_size, self.data_generator, self.device)
-        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, betas=config.betas,
-                                           weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda())
+        self._build_optimizers()
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.ema: EMA | None = None
         self.step = 0
@@ -95,6 +93,20 @@ class Trainer:
         def factor(step_index: int) -> float:  # a plain function: LambdaLR's state stays JSON-able
             return lr_factor(config, step_index)
         return factor
+
+    def _build_optimizers(self) -> None:
+        """``self.optimizer`` (AdamW over ``self.params``) and its ``self.scheduler``; subclasses add more."""
+        cfg = self.config
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda())
+
+    def _optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]]:
+        """Checkpoint prefix -> (optimizer, scheduler) for every optimizer of the run."""
+        return {"optim": (self.optimizer, self.scheduler)}
+
+    def _ema_module(self) -> torch.nn.Module:
+        """The module whose weights the EMA averages (the whole model here; a GAN's generator)."""
+        return self.model
 
     def _amp_setup(self) -> tuple[torch.dtype | None, bool]:
         mode = self.config.amp
@@ -160,7 +172,7 @@ class Trainer:
             self.save_checkpoint()
         self._raw_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if self.ema is not None:
-            self.ema.copy_to(self.model)
+            self.ema.copy_to(self._ema_module())
         return self.model.eval()
 
     def _start_fresh(self) -> None:
@@ -174,9 +186,8 @@ class Trainer:
             self.model.train()
             with torch.no_grad():
                 self.model.data_init(self.sampler.peek())
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda())
-        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self._build_optimizers()
+        self.ema = EMA(self._ema_module(), cfg.ema_decay) if cfg.ema_decay > 0 else None
         self._last_saved = -1
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -220,7 +231,7 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         if self.ema is not None:
-            self.ema.update(model)
+            self.ema.update(self._ema_module())
         return sums, grad_norm, lr
 
     def _diverged(self, what: str, values: dict[str, float]) -> None:
@@ -261,7 +272,7 @@ class Trainer:
     @contextlib.contextmanager
     def _eval_weights(self):
         """EMA weights (if any), eval mode, no grad, private RNG; everything restored afterwards."""
-        ema = self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
+        ema = self.ema.applied(self._ema_module()) if self.ema is not None else contextlib.nullcontext()
         was_training = self.model.training
         with ema, torch.no_grad(), self._forked_rng():
             torch.manual_seed(self.config.seed)
@@ -323,7 +334,11 @@ class Trainer:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if self.ema is not None:
             tensors.update({f"ema.{k}": v for k, v in self.ema.shadow.items()})
-        opt_tensors, opt_meta = ckpt.flatten_optimizer(self.optimizer)
+        opt_tensors, opt_meta, sched_meta = {}, {}, {}
+        for prefix, (optimizer, scheduler) in self._optimizers().items():
+            tensors_i, opt_meta[prefix] = ckpt.flatten_optimizer(optimizer, prefix)
+            opt_tensors.update(tensors_i)
+            sched_meta[prefix] = scheduler.state_dict()
         rng_tensors, rng_meta = ckpt.capture_rng(self.data_generator)
         data_tensors, data_meta = self.sampler.state()
         tensors.update({**opt_tensors, **rng_tensors, **data_tensors})
@@ -334,7 +349,7 @@ class Trainer:
             tensors["scaler.growth_tracker"] = torch.tensor(int(scaler_meta.pop("_growth_tracker")))
         state = {
             "step": self.step, "model_class": type(self.model).__name__, "data": data_meta,
-            "scheduler": self.scheduler.state_dict(), "optimizer": opt_meta, "scaler": scaler_meta,
+            "scheduler": sched_meta, "optimizer": opt_meta, "scaler": scaler_meta,
             "ema": {"decay": self.ema.decay, "num_updates": self.ema.num_updates} if self.ema else None,
             "rng": rng_meta, "config": self.config.to_dict(), "history": self.history,
             "eval_history": self.eval_history, "log_accum": {"sums": self._accum, "steps": self._accum_steps},
@@ -357,14 +372,15 @@ class Trainer:
         load_state_strict(self.model, ckpt.prefixed(tensors, "model"), source=str(path))
         self.ema = None
         if state["ema"] is not None:
-            self.ema = EMA(self.model, state["ema"]["decay"])
+            self.ema = EMA(self._ema_module(), state["ema"]["decay"])
             self.ema.load_state_dict({**state["ema"], "shadow": ckpt.prefixed(tensors, "ema")})
-        self.optimizer = torch.optim.AdamW(self.params, lr=self.config.lr, betas=self.config.betas,
-                                           weight_decay=self.config.weight_decay)
-        # the scheduler first: constructing it overwrites the param groups' lr, loading restores it
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda())
-        ckpt.unflatten_optimizer(self.optimizer, tensors, state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        # the schedulers first: constructing one overwrites the param groups' lr, loading restores it
+        self._build_optimizers()
+        for prefix, (optimizer, scheduler) in self._optimizers().items():
+            if prefix not in state["optimizer"]:
+                raise ckpt.CheckpointError(f"{path} has no state for optimizer {prefix!r}")
+            ckpt.unflatten_optimizer(optimizer, tensors, state["optimizer"][prefix], prefix)
+            scheduler.load_state_dict(state["scheduler"][prefix])
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict({**state["scaler"], "scale": float(tensors["scaler.scale"]),
                                          "_growth_tracker": int(tensors["scaler.growth_tracker"])})
