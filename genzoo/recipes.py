@@ -95,6 +95,8 @@ def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed:
     if not entry.recipe:
         raise ValueError(f"{name} has no recipe; pretrained names with recipes: "
                          f"{_recipe_names()}")
+    if "classifier_train" in entry.recipe:
+        return _train_classifier(entry, Path(out_dir), steps, seed, progress, evaluate_after)
     two_stage = "prior_train" in entry.recipe
     stages = [("autoencoder", "train"), ("prior", "prior_train")] if two_stage else [(None, "train")]
     configs = []
@@ -143,6 +145,33 @@ def train_recipe(name: str, out_dir: str | Path, steps: int | None = None, seed:
     return out
 
 
+def _train_classifier(entry: Entry, out: Path, steps: int | None, seed: int | None, progress: bool,
+                      evaluate_after: bool) -> Path:
+    """A feature classifier's recipe: supervised ``fit`` on the labelled training split."""
+    cfg = dict(entry.recipe["classifier_train"])
+    if steps is not None:
+        cfg["steps"] = steps
+    if seed is not None:
+        cfg["seed"] = seed
+    train_data = load_split(entry, "train")
+    if getattr(train_data, "labels", None) is None:
+        raise ValueError(f"{entry.name} needs a labelled dataset; {entry.dataset} has no labels")
+    seed_everything(cfg["seed"])
+    model = entry.model_class(entry.config)
+    t0 = time.time()
+    model.fit(train_data.images, train_data.labels, progress=progress, **cfg)
+    wall = time.time() - t0
+    model.save_pretrained(out)
+    argv = ["genzoo", "train", entry.name, "--out", str(out)] + (["--steps", str(steps)] if steps else []) + \
+        (["--seed", str(seed)] if seed is not None else [])
+    training = {"command": shlex.join(argv), "dataset": f"{entry.dataset} ({train_data.source})",
+                "steps": cfg["steps"], "batch_size": cfg["batch_size"], "seed": cfg["seed"],
+                "hardware": hardware_string(), "wall_time_s": round(wall, 1), "genzoo_version": __version__,
+                "commit": git_commit(), "python": platform.python_version(), "torch": str(torch.__version__)}
+    write_card(out, entry.name, model, evaluate(model, entry.name) if evaluate_after else [], training)
+    return out
+
+
 def _recipe_names() -> list[str]:
     from .registry import _REGISTRY
 
@@ -164,6 +193,10 @@ def evaluate(model: GenerativeModel, name: str, split: str = "test", num_samples
     n = len(images)
     subset = "" if limit is None else f" (first {n})"
     metrics: list[dict[str, Any]] = []
+    if hasattr(model, "accuracy"):  # a feature classifier
+        acc = model.accuracy(torch.as_tensor(images), torch.as_tensor(data.labels[:n]))
+        return [{"key": "test_accuracy", "type": "accuracy", "name": "test accuracy", "value": acc, "split": split,
+                 "protocol": f"top-1, {entry.dataset} {split} split{subset}, {n} images"}]
     if hasattr(model, "importance_log_weights"):
         gen = torch.Generator(device=model.device).manual_seed(seed)
         res = importance_sampled_nll(model, images, num_samples=k, generator=gen, progress=progress)
