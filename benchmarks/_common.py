@@ -16,3 +16,18 @@ def git_rev() -> str:
         return (rev or "?") + ("+dirty" if dirty else "")
     except OSError:
         return "?"
+
+
+def run_worker(script: str, spec: dict, threads: int = 1) -> dict:
+    """Run ``python script --worker JSON`` in a fresh process with ``threads`` OMP threads; the worker prints
+    its result as JSON on its last stdout line. Errors come back as ``{**spec, "error": stderr tail}``."""
+    import json
+    import os
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], capture_output=True, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        return {**spec, "error": proc.stderr[-2000:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from _common import run_worker
 
 VARIANTS = {
     "plain": {"codebook": "plain"},
@@ -64,12 +63,7 @@ def worker(spec: dict) -> dict:
 
 
 def run(spec: dict) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                          env=env)
-    if proc.returncode != 0:
-        return {**spec, "error": proc.stderr[-2000:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, spec)
 
 
 def markdown(results: list[dict], args: argparse.Namespace) -> str:

@@ -55,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .hub import read_card_metadata
-    from .recipes import compare_with_card, evaluate, write_card
+    from .recipes import GROUPS, compare_with_card, evaluate, merge_metrics, write_card
     from .registry import get_entry
 
     from .modeling import load_from_folder
@@ -64,7 +64,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     get_entry(args.name)  # validates the name (its recipe defines the protocol)
     folder = Path(args.path) if args.path else resolve(args.name, revision=args.revision)
     model = load_from_folder(folder, device=args.device)
-    metrics = evaluate(model, args.name, num_samples=args.num_samples, limit=args.limit, progress=True)
+    groups = tuple(g.replace("-", "_") for g in args.only) if args.only else GROUPS
+    metrics = evaluate(model, args.name, num_samples=args.num_samples, limit=args.limit, progress=True,
+                       groups=groups)
     print(json.dumps({m["key"]: m["value"] for m in metrics}, indent=2))
     if (folder / "README.md").is_file() and read_card_metadata(folder):
         for line in compare_with_card(folder, metrics, tol=args.tolerance):
@@ -72,6 +74,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.write_card:
         if "snapshots" in folder.parts:
             raise ValueError(f"{folder} is inside the Hub cache; pass --path to the model card folder to rewrite")
+        if groups != GROUPS:  # keep the card's other metrics
+            metrics = merge_metrics(read_card_metadata(folder).get("genzoo", {}).get("metrics", []), metrics)
         write_card(folder, args.name, model, metrics)
         print(f"rewrote {folder / 'README.md'}")
     return 0
@@ -154,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-samples", type=int, help="importance samples k (default: the recipe's)")
     s.add_argument("--limit", type=int, help="evaluate on the first N test images only")
     s.add_argument("--tolerance", type=float, default=0.01, help="relative tolerance for the card check")
+    s.add_argument("--only", nargs="+", choices=["family", "sample-quality"],
+                   help="compute only these metric groups (with --write-card, the card's other metrics are kept)")
     s.add_argument("--write-card", action="store_true")
     s.add_argument("--revision")
     s.add_argument("--device")

@@ -178,9 +178,30 @@ def _recipe_names() -> list[str]:
     return sorted(n for n, e in _REGISTRY.items() if e.recipe)
 
 
+GROUPS = ("family", "sample_quality")
+
+
 def evaluate(model: GenerativeModel, name: str, split: str = "test", num_samples: int | None = None,
-             limit: int | None = None, progress: bool = False) -> list[dict[str, Any]]:
-    """The family's metrics on ``split`` under the entry's protocol; a list of card metric dicts."""
+             limit: int | None = None, progress: bool = False,
+             groups: tuple[str, ...] = GROUPS) -> list[dict[str, Any]]:
+    """The checkpoint's metrics under the entry's protocol; a list of card metric dicts.
+
+    ``groups``: ``"family"`` (likelihood, reconstruction, accuracy: whatever the family defines) and
+    ``"sample_quality"`` (Fréchet distance, KID, precision/recall of samples; see
+    :func:`sample_quality_metrics`), for every model that samples.
+    """
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"unknown metric group(s) {unknown}; choose from {list(GROUPS)}")
+    metrics = family_metrics(model, name, split, num_samples, limit, progress) if "family" in groups else []
+    if "sample_quality" in groups and not hasattr(model, "accuracy"):
+        metrics += sample_quality_metrics(model, name)
+    return metrics
+
+
+def family_metrics(model: GenerativeModel, name: str, split: str = "test", num_samples: int | None = None,
+                   limit: int | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """The family's own metrics on ``split`` (likelihood, reconstruction, codebook, accuracy)."""
     from .metrics import importance_sampled_nll
 
     entry = get_entry(name)
@@ -247,9 +268,74 @@ def evaluate(model: GenerativeModel, name: str, split: str = "test", num_samples
              "protocol": f"PixelCNN prior NLL of the encoded {grid}x{grid} code grids, bits per code position "
                          f"(log2 {k} = {math.log2(k):.2f} is uniform); {where}; ±{res['prior_stderr']:.4f} s.e."},
         ]
+    elif hasattr(model, "discriminator"):  # GANs: sample quality only; O-GAN also reconstructs
+        if can_reconstruct(model):
+            mse = _reconstruction_mse(model, images)
+            metrics.append(
+                {"key": "recon_mse", "type": "mse", "name": "reconstruction MSE (O-GAN encoder)", "value": mse,
+                 "split": split, "protocol": f"mean squared error per subpixel of G(encode(x)) vs x, images in "
+                                             f"[0, 1], batches of 500; {entry.dataset} {split} split{subset}, {n} images"})
     else:
         raise NotImplementedError(f"no evaluation protocol for {type(model).__name__} yet")
     return metrics
+
+
+@torch.no_grad()
+def _reconstruction_mse(model: GenerativeModel, images: Any, batch_size: int = 500) -> float:
+    total, count = 0.0, 0
+    for i in range(0, len(images), batch_size):
+        x = torch.as_tensor(images[i:i + batch_size]).float().div(255).to(model.device)
+        total += float((model.reconstruct(x).float() - x).pow(2).sum())
+        count += x.numel()
+    return total / count
+
+
+# Sample-quality protocols per feature space: samples drawn, and the real images they are compared with.
+SAMPLE_QUALITY_PROTOCOL = {
+    "fmnist": {"num_samples": 5000, "reference_split": "test", "reference_limit": None, "kid_subset_size": 1000},
+    "inception": {"num_samples": 1000, "reference_split": "train", "reference_limit": 1000, "kid_subset_size": 500},
+}
+
+
+def sample_quality_metrics(model: GenerativeModel, name: str) -> list[dict[str, Any]]:
+    """Fréchet distance, KID, precision and recall of the model's samples (card metric dicts).
+
+    Feature space by image shape (:func:`genzoo.metrics.features.feature_space_for`): genzoo's
+    Fashion-MNIST classifier for 28x28 grey, InceptionV3 (FID) for colour. Protocol: the space's
+    :data:`SAMPLE_QUALITY_PROTOCOL`, overridable by the recipe's ``eval.sample_quality`` dict; samples at
+    temperature 1 from one generator seeded with the recipe's eval seed, batches of 250.
+    """
+    from .metrics.features import feature_space_for, reference_features, sample_quality
+
+    entry = get_entry(name)
+    space = feature_space_for(model.image_shape)
+    eval_cfg = dict(entry.recipe.get("eval", {})) if entry.recipe else {}
+    proto = {**SAMPLE_QUALITY_PROTOCOL[space.key], **eval_cfg.get("sample_quality", {})}
+    seed = int(eval_cfg.get("seed", 0))
+    ref_split, ref_limit = proto["reference_split"], proto["reference_limit"]
+    ref = load_split(entry, ref_split).images
+    ref = ref if ref_limit is None else ref[:ref_limit]
+    real = reference_features(ref, space)
+    res = sample_quality(model, real, space, num_samples=int(proto["num_samples"]), seed=seed,
+                         kid_subset_size=int(proto["kid_subset_size"]))
+    n, m = res["num_samples"], res["num_real"]
+    which = "" if ref_limit is None else f"the first {m} images of "
+    base = (f"{n} samples (temperature 1, generator seed {seed}, batches of 250) vs {which}the {entry.dataset} "
+            f"{ref_split} split ({m} images); {space.description}")
+    kid_m = min(int(proto["kid_subset_size"]), n, m)
+    return [
+        {"key": space.fd_key, "type": "frechet_distance", "name": space.fd_name, "value": res["fd"],
+         "split": ref_split, "protocol": base},
+        {"key": "kid", "type": "kid", "name": f"KID ({'Inception' if space.key == 'inception' else 'genzoo F-MNIST'} "
+                                              f"features)", "value": res["kid"], "split": ref_split,
+         "protocol": f"unbiased cubic-kernel MMD², mean over 100 subsets of {kid_m} (seed {seed}), "
+                     f"±{res['kid_std']:.5f} std; {base}"},
+        {"key": "precision", "type": "precision", "name": "precision (k=3)", "value": res["precision"],
+         "split": ref_split, "protocol": f"k-NN manifold precision (arXiv 1904.06991), k=3, {res['pr_count']} real "
+                                         f"vs {res['pr_count']} generated; {base}"},
+        {"key": "recall", "type": "recall", "name": "recall (k=3)", "value": res["recall"], "split": ref_split,
+         "protocol": f"k-NN manifold recall, k=3, same sets; {base}"},
+    ]
 
 
 def evaluate_elbo_bpd(model: GenerativeModel, name: str, split: str = "test") -> float:
@@ -273,6 +359,13 @@ def write_card(folder: str | Path, name: str, model: GenerativeModel, metrics: l
                             metrics=metrics, training=training, extra_sections=extra)
     (folder / "README.md").write_text(card)
     return folder / "README.md"
+
+
+def merge_metrics(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``old`` with entries of the same ``key`` replaced by ``new`` ones, the other new ones appended."""
+    fresh = {m["key"]: m for m in new}
+    merged = [fresh.pop(m.get("key"), m) for m in old]
+    return merged + [m for m in new if m["key"] in fresh]
 
 
 def compare_with_card(folder: str | Path, metrics: list[dict[str, Any]], tol: float) -> list[str]:

@@ -10,16 +10,23 @@ import genzoo
 from genzoo.hub import bundled_dir, read_card_metadata
 from genzoo.layers import dequantize
 from genzoo.metrics import dequantized_bpd
-from genzoo.models import FlowModel
-from genzoo.recipes import evaluate_elbo_bpd, load_split
+from genzoo.models import GAN, Classifier, FlowModel
+from genzoo.recipes import _reconstruction_mse, evaluate_elbo_bpd, load_split
 from genzoo.registry import get_entry, list_models
 
 BUNDLED = [n for n in list_models("pretrained") if get_entry(n).published]
 FLOWS = [n for n in BUNDLED if issubclass(get_entry(n).model_class, FlowModel)]
 VAES = [n for n in BUNDLED if hasattr(get_entry(n).model_class, "elbo")]
 VQ = [n for n in BUNDLED if issubclass(get_entry(n).model_class, genzoo.VQVAE)]
+GANS = [n for n in BUNDLED if issubclass(get_entry(n).model_class, GAN)]
+CLASSIFIERS = [n for n in BUNDLED if issubclass(get_entry(n).model_class, Classifier)]
+SAMPLERS = [n for n in BUNDLED if n not in CLASSIFIERS]
+# the sample-quality feature space of each sampling checkpoint: grey 28x28 -> genzoo F-MNIST features
+GREY = [n for n in SAMPLERS if get_entry(n).config.in_channels == 1]
+COLOUR = [n for n in SAMPLERS if n not in GREY]
 # recipe time budgets of the issues that introduced each family (minutes on this 2-core CPU)
-TIME_BUDGET_MIN = {**{n: 30 for n in VAES}, **{n: 45 for n in FLOWS}, **{n: 45 for n in VQ}}
+TIME_BUDGET_MIN = {**{n: 30 for n in VAES}, **{n: 45 for n in FLOWS}, **{n: 45 for n in VQ},
+                   **{n: 45 for n in GANS}, **{n: 15 for n in CLASSIFIERS}}
 
 
 @pytest.fixture(autouse=True)
@@ -34,12 +41,13 @@ def test_every_published_checkpoint_is_bundled():
     assert BUNDLED, "no pretrained checkpoints registered"
     for name in BUNDLED:
         folder = bundled_dir() / name
-        for f in ("README.md", "config.json", "model.safetensors", "samples.png"):
+        files = ("README.md", "config.json", "model.safetensors") + (("samples.png",) if name in SAMPLERS else ())
+        for f in files:
             assert (folder / f).is_file(), f"{folder / f} missing"
         assert (folder / "model.safetensors").stat().st_size < 15 * 2**20
 
 
-@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("name", SAMPLERS)
 def test_load_and_sample_deterministic(name):
     m = genzoo.load(name)
     assert not m.training
@@ -85,7 +93,7 @@ def test_iwae_on_subset_tighter_than_elbo(name):
 
 
 def test_every_bundled_checkpoint_has_a_family_test():
-    assert set(BUNDLED) == set(FLOWS) | set(VAES) | set(VQ)
+    assert set(BUNDLED) == set(FLOWS) | set(VAES) | set(VQ) | set(GANS) | set(CLASSIFIERS)
 
 
 @pytest.mark.parametrize("name", FLOWS)
@@ -142,8 +150,8 @@ def test_vq_card_numbers_reproduce(name):
 
     m = genzoo.load(name)
     card = {x["key"]: x["value"] for x in read_card_metadata(bundled_dir() / name)["genzoo"]["metrics"]}
-    got = {x["key"]: x["value"] for x in evaluate(m, name)}
-    assert set(card) == set(got)
+    got = {x["key"]: x["value"] for x in evaluate(m, name, groups=("family",))}
+    assert set(got) <= set(card)
     for key, value in card.items():
         assert got[key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
     assert (bundled_dir() / name / "reconstructions.png").is_file()
@@ -162,3 +170,83 @@ def test_vq_checkpoint_reconstructs_and_samples_with_top_k(name):
     assert err < 0.5 * shuffled
     s = m.sample(4, generator=torch.Generator().manual_seed(0), temperature=0.8, top_k=20)
     assert s.shape == (4, *m.image_shape) and s.min() >= 0 and s.max() <= 1
+
+
+SAMPLE_QUALITY_KEYS = {"kid", "precision", "recall"}
+
+
+def _card(name):
+    return {x["key"]: x["value"] for x in read_card_metadata(bundled_dir() / name)["genzoo"]["metrics"]}
+
+
+def _check_sample_quality(name):
+    from genzoo.recipes import sample_quality_metrics
+
+    m = genzoo.load(name)
+    card = _card(name)
+    got = {x["key"]: x["value"] for x in sample_quality_metrics(m, name)}
+    fd_key = "fd_fmnist" if name in GREY else "fid"
+    assert set(got) == SAMPLE_QUALITY_KEYS | {fd_key} and set(got) <= set(card), "card lacks sample quality"
+    for key, value in got.items():
+        assert value == pytest.approx(card[key], rel=1e-3, abs=1e-4), key
+
+
+@pytest.mark.parametrize("name", GREY)
+def test_grey_sample_quality_card_numbers_reproduce(name):
+    """Fréchet distance (genzoo Fashion-MNIST features), KID and precision/recall on every grey card."""
+    _check_sample_quality(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", COLOUR)
+def test_colour_sample_quality_card_numbers_reproduce(name):
+    """FID / KID / precision / recall in InceptionV3 features (about 3 min each on 2 CPU cores)."""
+    _check_sample_quality(name)
+
+
+@pytest.mark.parametrize("name", COLOUR)
+def test_colour_cards_carry_fid(name):
+    card = _card(name)
+    assert {"fid"} | SAMPLE_QUALITY_KEYS <= set(card)
+    assert 0 < card["fid"] < 500 and 0 <= card["precision"] <= 1 and 0 <= card["recall"] <= 1
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_card_accuracy_reproduces(name):
+    from genzoo.recipes import evaluate
+
+    m = genzoo.load(name)
+    got = {x["key"]: x["value"] for x in evaluate(m, name)}
+    assert set(got) == {"test_accuracy"}
+    assert got["test_accuracy"] == pytest.approx(_card(name)["test_accuracy"], abs=1e-4)
+    assert got["test_accuracy"] > 0.88
+    with pytest.raises(NotImplementedError, match="does not sample"):
+        m.sample(2)
+
+
+@pytest.mark.parametrize("name", GANS)
+def test_gan_checkpoint_samples_truncation_and_interpolation(name):
+    m = genzoo.load(name)
+    assert isinstance(m, GAN)
+    s = m.sample(6, generator=torch.Generator().manual_seed(0), truncation=0.7)
+    assert s.shape == (6, *m.image_shape) and 0 <= float(s.min()) and float(s.max()) <= 1
+    assert m.interpolate(2, 4, generator=torch.Generator().manual_seed(0)).shape == (8, *m.image_shape)
+    # the discriminator scores held-out real images above the EMA generator's samples on average
+    real = torch.as_tensor(load_split(get_entry(name), "test").images[:256]).float() / 255
+    fake = m.sample(256, generator=torch.Generator().manual_seed(0))
+    assert float(m.discriminate(real).mean()) > float(m.discriminate(fake).mean())
+
+
+@pytest.mark.parametrize("name", [n for n in GANS if get_entry(n).config.ogan_weight > 0])
+def test_ogan_encoder_reconstructions_beat_random_codes(name):
+    m = genzoo.load(name)
+    x = torch.as_tensor(load_split(get_entry(name), "test").images[:500]).float() / 255
+    z = m.encode(x)
+    assert z.shape == (500, m.config.latent_dim)
+    err = (m.reconstruct(x) - x).pow(2).mean()
+    random_codes = (m.generate(m.sample_latents(500, torch.Generator().manual_seed(0))) - x).pow(2).mean()
+    shuffled = (m.generate(z.roll(1, 0)) - x).pow(2).mean()
+    assert err < 0.8 * random_codes and err < 0.8 * shuffled
+    assert _card(name)["recon_mse"] == pytest.approx(float(
+        _reconstruction_mse(m, load_split(get_entry(name), "test").images)), rel=1e-3)
+    assert (bundled_dir() / name / "reconstructions.png").is_file()

@@ -114,3 +114,23 @@ def test_from_pt_inception_on_a_synthetic_torchvision_layout(model, tmp_path):
     torch.save(state, path)
     with pytest.raises(RuntimeError, match="not all ones"):
         FIDInceptionV3.from_pt_inception(str(path))
+
+
+def test_from_pt_inception_downloads_from_a_hub_repo(model, tmp_path, hub):
+    """A Hub repo id goes through the real huggingface_hub client (local Hub-protocol server)."""
+    from huggingface_hub import HfApi
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for name in list(state):
+        if name.endswith("bn.bias"):
+            state[name.removesuffix("bias") + "weight"] = torch.ones_like(state[name])
+    path = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(state, path)
+    repo = "genzoo-test/pt-inception"
+    HfApi().create_repo(repo, exist_ok=True)
+    HfApi().upload_file(path_or_fileobj=str(path), path_in_repo=path.name, repo_id=repo)
+    loaded = FIDInceptionV3.from_pt_inception(repo)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    with pytest.raises(FileNotFoundError, match="neither a file nor a Hub repo id"):
+        FIDInceptionV3.from_pt_inception(str(tmp_path / "missing.pth"))

@@ -338,14 +338,25 @@ class FIDInceptionV3(nn.Module):
         return model
 
     @classmethod
-    def from_pt_inception(cls, path: str) -> "FIDInceptionV3":
-        """The network from pytorch-fid's ``pt_inception-2015-12-05-*.pth`` state dict. UNTESTED (no file offline).
+    def from_pt_inception(cls, path: str, filename: str = "pt_inception-2015-12-05-6726825d.pth",
+                          revision: str | None = None) -> "FIDInceptionV3":
+        """The network from pytorch-fid's ``pt_inception-2015-12-05-*.pth`` state dict, given a local file or
+        a Hub repo id holding ``filename`` (downloaded through ``huggingface_hub``, cached). Tested on a
+        synthetic state dict in that layout; the real file cannot be fetched offline here.
 
         That file uses torchvision's Inception3 names (``Mixed_5b.branch1x1.conv.weight``,
         ``...bn.weight/bias/running_mean/running_var``), which are ours. Its ``fc.*`` (the 1008-way logit
         layer), ``AuxLogits.*`` and ``num_batches_tracked`` entries are not used; the batch-norm scales
         (``bn.weight``) must all be 1 (the TF graph has none), else this raises.
         """
+        import os
+
+        if not os.path.isfile(path):
+            if path.count("/") != 1 or os.path.exists(path):
+                raise FileNotFoundError(f"{path} is neither a file nor a Hub repo id (org/name)")
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(path, filename, revision=revision)
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]

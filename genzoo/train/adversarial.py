@@ -3,7 +3,8 @@
 A model qualifies if it has ``generator`` and ``discriminator`` modules and the objectives
 ``discriminator_objective(real)``, ``generator_objective(batch_size)`` (and
 ``single_step_objective(real)`` when ``model.config.single_step``), each returning a dict whose
-``"loss"`` is minimised; optional ``after_discriminator_step()`` (WGAN weight clipping). Settings taken
+``"loss"`` is minimised (class-conditional models, ``config.num_classes > 0``, get the real batch's labels
+as a second argument, from labelled data; the generator step draws random labels); optional ``after_discriminator_step()`` (WGAN weight clipping). Settings taken
 from ``model.config``: ``n_critic``, ``d_lr_ratio`` (D's lr = ``TrainConfig.lr`` × ratio, both on the
 same warmup/cosine schedule), ``single_step``.
 
@@ -53,6 +54,17 @@ class GANTrainer(Trainer):
             raise TypeError(f"{type(model).__name__} is not a GAN: GANTrainer needs generator, discriminator, "
                             "discriminator_objective and generator_objective")
         super().__init__(model, data, config, **kwargs)
+        self.conditional = int(getattr(model.config, "num_classes", 0)) > 0
+        if self.conditional and not self.source.has_labels():
+            raise ValueError(f"{type(model).__name__} is class-conditional (num_classes="
+                             f"{model.config.num_classes}): train it on labelled data (an ImageDataset with labels "
+                             "or a Dataset of (image, label) pairs)")
+
+    def _real(self):
+        """The next real batch and its labels (None for unconditional models)."""
+        if self.conditional:
+            return self.sampler.next_labelled()
+        return self.sampler.next(), None
 
     # ------------------------------------------------------------------ setup
     def _params(self, module: nn.Module) -> list[nn.Parameter]:
@@ -113,8 +125,8 @@ class GANTrainer(Trainer):
             self.optimizer.zero_grad(set_to_none=True)
             self.d_optimizer.zero_grad(set_to_none=True)
             for _ in range(accum):
-                real = self.sampler.next()
-                self._run(lambda: model.single_step_objective(real), sums, 1.0 / accum)
+                real, labels = self._real()
+                self._run(lambda: model.single_step_objective(real, labels), sums, 1.0 / accum)
             d_norm = self._apply(self.d_optimizer, self.d_params, "discriminator", sums)
             g_norm = self._apply(self.optimizer, self.g_params, "generator", sums)
         else:
@@ -123,8 +135,9 @@ class GANTrainer(Trainer):
             for _ in range(gan.n_critic):
                 self.d_optimizer.zero_grad(set_to_none=True)
                 for _ in range(accum):
-                    real = self.sampler.next()
-                    self._run(lambda: model.discriminator_objective(real), d_sums, 1.0 / (accum * gan.n_critic))
+                    real, labels = self._real()
+                    self._run(lambda: model.discriminator_objective(real, labels), d_sums,
+                              1.0 / (accum * gan.n_critic))
                 d_norm += self._apply(self.d_optimizer, self.d_params, "discriminator", d_sums) / gan.n_critic
                 if callable(getattr(model, "after_discriminator_step", None)):
                     model.after_discriminator_step()

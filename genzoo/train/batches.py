@@ -38,6 +38,8 @@ class ImageSource:
                 raise ValueError(f"{name} has dtype {t.dtype}; pass uint8 images or float images in [0, 1]")
         if len(self) == 0:
             raise ValueError(f"{name} is empty: it has no images to train or evaluate on")
+        labels = getattr(data, "labels", None)
+        self.label_tensor: Tensor | None = labels if isinstance(labels, Tensor) and labels.dim() == 1 else None
 
     def __len__(self) -> int:
         return int(self.tensor.shape[0]) if self.tensor is not None else len(self.dataset)
@@ -64,6 +66,25 @@ class ImageSource:
         return x.to(torch.float32)
 
 
+    def has_labels(self) -> bool:
+        """Whether :meth:`get_labels` works: a ``.labels`` tensor, or dataset items ``(image, label, ...)``."""
+        if self.label_tensor is not None:
+            return True
+        if self.dataset is None:
+            return False
+        item = self.dataset[0]
+        return isinstance(item, (tuple, list)) and len(item) > 1
+
+    def get_labels(self, index: Tensor, device: torch.device) -> Tensor:
+        """Integer class labels at ``index`` (int64 on ``device``)."""
+        if self.label_tensor is not None:
+            return self.label_tensor[index.to(self.label_tensor.device)].to(device, torch.int64)
+        if not self.has_labels():
+            raise ValueError(f"{self.name} has no labels: pass an ImageDataset with labels or a Dataset of "
+                             "(image, label) pairs")
+        return torch.as_tensor([int(self.dataset[i][1]) for i in index.tolist()], dtype=torch.int64, device=device)
+
+
 class BatchSampler:
     """Shuffled batches from an :class:`ImageSource`, resumable from ``state()``."""
 
@@ -82,15 +103,25 @@ class BatchSampler:
             self.perm = torch.randperm(len(self.source), generator=self.generator)
             self.position = 0
 
+    def _index(self) -> Tensor:
+        self._ensure_perm()
+        return self.perm[self.position:self.position + self.batch_size]
+
     def peek(self) -> Tensor:
         """The next batch without consuming it."""
-        self._ensure_perm()
-        return self.source.get(self.perm[self.position:self.position + self.batch_size], self.device)
+        return self.source.get(self._index(), self.device)
 
     def next(self) -> Tensor:
         batch = self.peek()
         self.position += self.batch_size
         return batch
+
+    def next_labelled(self) -> tuple[Tensor, Tensor]:
+        """The next batch and its class labels (consumed like :meth:`next`)."""
+        index = self._index()
+        batch, labels = self.source.get(index, self.device), self.source.get_labels(index, self.device)
+        self.position += self.batch_size
+        return batch, labels
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors = {"data.perm": self.perm} if self.perm is not None else {}

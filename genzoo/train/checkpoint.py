@@ -3,11 +3,13 @@
 Layout of ``<out_dir>/trainer_checkpoint/``:
 
 * ``state.safetensors`` — every tensor: ``model.*`` (raw, non-averaged weights), ``ema.*``,
-  ``optim.{param_idx}.{key}`` (AdamW moments and step counters), ``scaler.*`` (fp16 GradScaler),
+  ``optim.{param_idx}.{key}`` (AdamW moments and step counters; a GAN's discriminator optimizer
+  under ``d_optim.``), ``scaler.*`` (fp16 GradScaler),
   ``rng.data`` / ``rng.torch`` / ``rng.cuda.{i}`` (RNG states as uint8) and ``data.perm`` (the
   current epoch's permutation).
-* ``state.json`` — everything else: step, epoch and position in the permutation, the LR
-  scheduler's state, the optimizer's param-group hyper-parameters and non-tensor state, the
+* ``state.json`` — everything else: step, epoch and position in the permutation, each LR
+  scheduler's state and each optimizer's param-group hyper-parameters and non-tensor state (keyed by
+  the optimizer's prefix), the
   :class:`TrainConfig`, the history, Python's and numpy's RNG states.
 
 No pickle is involved anywhere. :func:`save_checkpoint_dir` writes the new checkpoint into a

@@ -376,6 +376,8 @@ class Trainer:
             self.ema.load_state_dict({**state["ema"], "shadow": ckpt.prefixed(tensors, "ema")})
         # the schedulers first: constructing one overwrites the param groups' lr, loading restores it
         self._build_optimizers()
+        if "param_groups" in state["optimizer"]:  # written before trainers had several optimizers
+            state["optimizer"], state["scheduler"] = {"optim": state["optimizer"]}, {"optim": state["scheduler"]}
         for prefix, (optimizer, scheduler) in self._optimizers().items():
             if prefix not in state["optimizer"]:
                 raise ckpt.CheckpointError(f"{path} has no state for optimizer {prefix!r}")

@@ -11,9 +11,7 @@ Network: [conv3x3-BN-ReLU, conv3x3-BN-ReLU, maxpool 2] x 2 levels, flatten, line
 """
 from __future__ import annotations
 
-import logging
 import math
-import time
 from dataclasses import dataclass
 
 import torch
@@ -21,9 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...modeling import GenerativeModel
-
-logger = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class ClassifierConfig:
@@ -101,8 +96,11 @@ class Classifier(GenerativeModel):
         opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda i: min(1.0, (i + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(1.0, i / steps))))
+        from tqdm.auto import tqdm
+
         self.train()
-        perm, pos, t0 = torch.randperm(len(images), generator=gen), 0, time.time()
+        perm, pos = torch.randperm(len(images), generator=gen), 0
+        bar = tqdm(total=steps, disable=not progress, desc="train classifier", unit="step", dynamic_ncols=True)
         for step in range(steps):
             if pos + batch_size > len(perm):
                 perm, pos = torch.randperm(len(images), generator=gen), 0
@@ -114,9 +112,10 @@ class Classifier(GenerativeModel):
             out["loss"].backward()
             opt.step()
             sched.step()
-            if progress and (step + 1) % 200 == 0:
-                logger.warning("classifier step %d/%d: loss %.4f acc %.3f (%.0f s)", step + 1, steps,
-                               float(out["loss"]), float(out["accuracy"]), time.time() - t0)
+            bar.update(1)
+            if (step + 1) % 50 == 0:
+                bar.set_postfix(loss=f"{out['loss'].item():.4f}", acc=f"{out['accuracy'].item():.3f}")
+        bar.close()
         return self.eval()
 
 

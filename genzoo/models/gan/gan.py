@@ -142,20 +142,23 @@ class GAN(GenerativeModel):
 
     decode = generate
 
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
                truncation: float | None = None, labels: Tensor | None = None) -> Tensor:
         """``n`` images in [0, 1]; ``temperature`` scales the latents, ``truncation`` redraws Gaussian
-        entries beyond it (BigGAN's truncation trick). Conditional models take ``labels`` (random if None)."""
+        entries beyond it (BigGAN's truncation trick). Conditional models take ``labels`` (random if None).
+        No gradients are recorded; :meth:`generate` is the differentiable map."""
         if self.config.num_classes and labels is None:
             labels = torch.randint(self.config.num_classes, (n,), generator=generator, device=self.device)
         z = self.sample_latents(n, generator, temperature, truncation)
         return self.generate(z, labels)
 
+    @torch.no_grad()
     def interpolate(self, rows: int, steps: int, generator: torch.Generator | None = None,
-                    method: Literal["linear", "spherical"] = "spherical") -> Tensor:
+                    mode: Literal["linear", "spherical"] = "spherical") -> Tensor:
         """``rows * steps`` images walking from one random latent to another in each row (seeded)."""
         z0, z1 = self.sample_latents(rows, generator), self.sample_latents(rows, generator)
-        z = interpolation_grid(z0, z1, steps, method=method).reshape(rows * steps, -1)
+        z = interpolation_grid(z0, z1, steps, mode=mode).reshape(rows * steps, -1)
         labels = None
         if self.config.num_classes:
             labels = torch.randint(self.config.num_classes, (rows,), generator=generator,
@@ -338,9 +341,8 @@ register("fgan", GAN, GANConfig(**_ARCH, loss="f_kl"),
 register("sngan-projection", GAN, GANConfig(**_ARCH, loss="hinge", spectral_norm=True, g_norm="conditional",
                                             num_classes=10),
          description="class-conditional GAN: conditional batch norm in G and a projection discriminator "
-                     "(arXiv:1802.05637); hinge + spectral norm. Sampling takes labels; genzoo.train does not feed "
-                     "labels yet, so train it with your own loop over discriminator_objective(real, labels) / "
-                     "generator_objective(n, labels)")
+                     "(arXiv:1802.05637); hinge + spectral norm. sample(n, labels=...); genzoo.train feeds the "
+                     "labels of a labelled dataset")
 
 # ---- registry: pretrained checkpoints (CPU recipes, <= 45 min each on a 2-core CPU) ---------------
 _STEP = {"batch_size": 64, "warmup_steps": 0, "schedule": "constant", "grad_clip": 0.0, "ema_decay": 0.999,
