@@ -31,3 +31,14 @@ def run_worker(script: str, spec: dict, threads: int = 1) -> dict:
     if proc.returncode != 0:
         return {**spec, "error": proc.stderr[-2000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def save_results(out: str | Path, results: list[dict], markdown: str) -> None:
+    """Write ``out.json`` (the raw results) and ``out.md`` (the table), and print the table."""
+    import json
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown)
+    print(markdown)

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import git_rev, run_worker
+from _common import git_rev, run_worker, save_results
 
 VARIANTS = {
     "non-saturating (original)": {"loss": "non_saturating"},
@@ -110,11 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     specs = [{"variant": v, "steps": args.steps, "seed": args.seed, "grid_dir": grid_dir} for v in args.variants]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda s: run_worker(__file__, s), specs))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    text = markdown(results, args)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    save_results(args.out, results, markdown(results, args))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import run_worker
+from _common import run_worker, save_results
 
 VARIANTS = {
     "plain": {"codebook": "plain"},
@@ -104,12 +104,7 @@ def main(argv: list[str] | None = None) -> None:
              for d in args.datasets for k in args.codes for v in args.variants]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run, specs))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    text = markdown(results, args)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    save_results(args.out, results, markdown(results, args))
 
 
 if __name__ == "__main__":

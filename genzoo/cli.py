@@ -93,7 +93,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from .hub import read_card_metadata
+    from .hub import read_card_metadata, usage_is_sampling
     from .modeling import load_from_folder
     from .recipes import (can_reconstruct, write_card, write_entry_samples, write_reconstructions, write_samples,
                           write_unpublished_card)
@@ -106,7 +106,7 @@ def cmd_card(args: argparse.Namespace) -> int:
         return 0
     model = load_from_folder(folder)
     metrics = read_card_metadata(folder).get("genzoo", {}).get("metrics", [])
-    if args.samples or not (folder / "samples.png").exists():
+    if usage_is_sampling(model) and (args.samples or not (folder / "samples.png").exists()):
         try:
             write_entry_samples(model, name, folder / "samples.png")
             if can_reconstruct(model):  # needs the registry entry's test split

@@ -152,18 +152,20 @@ def build_model_card(
     data = ModelCardData(
         library_name="genzoo", license=license, model_name=name,
         datasets=[dataset] if dataset else None,
-        tags=["genzoo", "generative-model", family.lower(), "unconditional-image-generation"],
+        tags=getattr(model, "card_tags", None) or ["genzoo", "generative-model", family.lower(),
+                                                   "unconditional-image-generation"],
         eval_results=results or None,
         genzoo={"model_class": family, "version": __version__, "metrics": metrics, "training": training},
     )
     c, h, w = model.image_shape
+    usage = getattr(model, "card_usage", None)  # models that do not sample describe their own use
+    usage = usage.format(name=name, c=c, h=h, w=w).splitlines() if usage else [
+        "images = model.sample(64, generator=torch.Generator().manual_seed(0))"
+        f"  # (64, {c}, {h}, {w}) in [0, 1]", 'genzoo.save_grid(images, "samples.png")']
     lines = [
         f"# {name}", "", description, "",
         "## Usage", "", "```python", "import genzoo, torch",
-        f'model = genzoo.load("{name}")',
-        "images = model.sample(64, generator=torch.Generator().manual_seed(0))"
-        f"  # (64, {c}, {h}, {w}) in [0, 1]",
-        'genzoo.save_grid(images, "samples.png")', "```", "",
+        f'model = genzoo.load("{name}")', *usage, "```", "",
         f"Architecture: `{family}`, {model.num_parameters():,} parameters. "
         f"Config in `config.json`.", "",
     ]
@@ -171,7 +173,8 @@ def build_model_card(
         lines += ["## Metrics", "", "| metric | value | protocol |", "|---|---|---|"]
         lines += [f"| {m['name']} | {m['value']:.4f} | {m.get('protocol', '')} |" for m in metrics]
         lines += ["", f"Reproduce: `genzoo eval {name}`.", ""]
-    lines += ["## Samples", "", "![samples](samples.png)", ""]
+    if usage_is_sampling(model):
+        lines += ["## Samples", "", "![samples](samples.png)", ""]
     if training:
         lines += ["## Training", ""]
         if "command" in training:
@@ -184,6 +187,11 @@ def build_model_card(
     if extra_sections:
         lines += [extra_sections.strip(), ""]
     return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(lines)).content
+
+
+def usage_is_sampling(model: Any) -> bool:
+    """Whether the card shows ``samples.png`` (every model that samples; not feature classifiers)."""
+    return getattr(model, "card_usage", None) is None
 
 
 def default_model_card(model: Any, repo_id: str) -> str:

@@ -40,6 +40,10 @@ class Classifier(GenerativeModel):
     """Image classifier; :meth:`features` are what sample-quality metrics compare."""
 
     config_class = ClassifierConfig
+    card_tags = ["genzoo", "image-classification", "feature-extraction", "classifier"]
+    card_usage = ("x = torch.rand(16, {c}, {h}, {w})  # images in [0, 1]\n"
+                  "features = model.features(x)  # (16, 128): the space of genzoo's grey sample-quality metrics\n"
+                  "labels = model(x).argmax(1)  # class predictions")
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__(config)

@@ -393,6 +393,7 @@ register(
                 "trained by genzoo's own recipe.",
     recipe={"data": {"name": "fashion-mnist"},
             "train": {"steps": 5000, "lr": 2e-4, "betas": (0.5, 0.999), **_STEP}, "eval": {"seed": 0}},
-    card_notes=_GAN_NOTES + " `reconstructions.png`: test images (odd rows) over `reconstruct(x)` = "
-                            "G(encode(x)) (even rows).",
+    card_notes=_GAN_NOTES + "\n\n## Reconstructions\n\n`encode(x)` gives 64-d codes; `reconstructions.png`: "
+                            "32 test images (odd rows) over `reconstruct(x)` = G(encode(x)) (even rows).\n\n"
+                            "![reconstructions](reconstructions.png)",
 )
