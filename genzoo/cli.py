@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (UnknownModelError, CheckpointNotFoundError, CheckpointError, ValueError) as e:
+    except (UnknownModelError, CheckpointNotFoundError, CheckpointError, ValueError, NotImplementedError) as e:
         print(f"genzoo {args.command}: error: {e}", file=sys.stderr)
         return 2
 

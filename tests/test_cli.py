@@ -8,6 +8,7 @@ from genzoo.cli import main
 from genzoo.registry import get_entry, list_models
 
 BUNDLED = [n for n in list_models("pretrained") if get_entry(n).published]
+SAMPLERS = [n for n in BUNDLED if not n.startswith("classifier-")]
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +25,7 @@ def test_list(capsys):
         assert name in out
 
 
-@pytest.mark.parametrize("name", BUNDLED)
+@pytest.mark.parametrize("name", SAMPLERS)
 def test_sample_writes_grid(tmp_path, name):
     out = tmp_path / "grid.png"
     assert main(["sample", name, "-n", "16", "-o", str(out), "--scale", "1"]) == 0
@@ -50,7 +51,7 @@ def test_card_regenerates(tmp_path, capsys):
 
     from genzoo.hub import bundled_dir, read_card_metadata
 
-    name = BUNDLED[0]
+    name = SAMPLERS[0]
     folder = tmp_path / name
     shutil.copytree(bundled_dir() / name, folder)
     before = read_card_metadata(folder)
@@ -63,3 +64,31 @@ def test_card_regenerates(tmp_path, capsys):
     after = read_card_metadata(folder)
     assert after["genzoo"]["metrics"] == before["genzoo"]["metrics"]
     assert after["genzoo"]["training"] == before["genzoo"]["training"]
+
+
+def test_sampling_a_classifier_is_a_clear_error(capsys):
+    assert main(["sample", "classifier-fashion-mnist", "-o", "x.png"]) == 2
+    assert "does not sample" in capsys.readouterr().err
+
+
+def test_eval_only_sample_quality_merges_into_the_card(tmp_path, capsys):
+    """`genzoo eval NAME --only sample-quality --write-card` recomputes those four numbers, keeps the rest."""
+    import shutil
+
+    from genzoo.hub import bundled_dir, read_card_metadata
+
+    name = "nice-mnist"
+    folder = tmp_path / name
+    shutil.copytree(bundled_dir() / name, folder)
+    before = {m["key"]: m for m in read_card_metadata(folder)["genzoo"]["metrics"]}
+    stale = dict(before)
+    text = (folder / "README.md").read_text().replace(f"value: {before['recall']['value']}", "value: 0.123456")
+    (folder / "README.md").write_text(text)
+    assert main(["eval", name, "--path", str(folder), "--only", "sample-quality", "--write-card"]) == 0
+    out = capsys.readouterr().out
+    assert "recall (k=3)" in out and "MISMATCH" in out  # the edited value is flagged before the rewrite
+    after = {m["key"]: m for m in read_card_metadata(folder)["genzoo"]["metrics"]}
+    assert list(after) == list(stale)
+    assert after["test_bpd"] == before["test_bpd"]  # the family metric is kept, not recomputed
+    for key in ("fd_fmnist", "kid", "precision", "recall"):
+        assert after[key]["value"] == pytest.approx(before[key]["value"], rel=1e-6)
