@@ -246,6 +246,13 @@ def family_metrics(model: GenerativeModel, name: str, split: str = "test", num_s
              "protocol": f"exact log-density of x + u, u ~ U(0, 1/{2 ** bits}) per subpixel (one draw, generator "
                          f"seed {seed}, batches of 500), + D ln {2 ** bits}, / (D ln 2); {entry.dataset} {split} "
                          f"split{subset}, {n} images, {bits}-bit data; ±{res['stderr']:.4f} s.e."})
+    elif hasattr(model, "discriminator"):  # GANs: sample quality only; O-GAN also reconstructs
+        if can_reconstruct(model):
+            mse = _reconstruction_mse(model, images)
+            metrics.append(
+                {"key": "recon_mse", "type": "mse", "name": "reconstruction MSE (O-GAN encoder)", "value": mse,
+                 "split": split, "protocol": f"mean squared error per subpixel of G(encode(x)) vs x, images in "
+                                             f"[0, 1], batches of 500; {entry.dataset} {split} split{subset}, {n} images"})
     elif hasattr(model, "reconstruct"):  # VQ-VAE: reconstruction, codebook use and the prior on codes
         from .metrics import reconstruction_metrics
 
@@ -268,13 +275,6 @@ def family_metrics(model: GenerativeModel, name: str, split: str = "test", num_s
              "protocol": f"PixelCNN prior NLL of the encoded {grid}x{grid} code grids, bits per code position "
                          f"(log2 {k} = {math.log2(k):.2f} is uniform); {where}; ±{res['prior_stderr']:.4f} s.e."},
         ]
-    elif hasattr(model, "discriminator"):  # GANs: sample quality only; O-GAN also reconstructs
-        if can_reconstruct(model):
-            mse = _reconstruction_mse(model, images)
-            metrics.append(
-                {"key": "recon_mse", "type": "mse", "name": "reconstruction MSE (O-GAN encoder)", "value": mse,
-                 "split": split, "protocol": f"mean squared error per subpixel of G(encode(x)) vs x, images in "
-                                             f"[0, 1], batches of 500; {entry.dataset} {split} split{subset}, {n} images"})
     else:
         raise NotImplementedError(f"no evaluation protocol for {type(model).__name__} yet")
     return metrics
