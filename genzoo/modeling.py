@@ -202,7 +202,7 @@ class GenerativeModel(nn.Module):
             raise ValueError(
                 f"{name} has shape {tuple(x.shape)}; {type(self).__name__} expects (B, {shape[0]}, {shape[1]}, {shape[2]})"
             )
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = float(x.detach().min()), float(x.detach().max())
         if not (lo >= -1e-4 and hi <= 1 + 1e-4):
             raise ValueError(f"{name} has values in [{lo:.3g}, {hi:.3g}]; images must be in [0, 1]")
         return x
