@@ -25,7 +25,9 @@ def run_worker(script: str, spec: dict, threads: int = 1) -> dict:
     import os
     import sys
 
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    root = str(Path(__file__).resolve().parent.parent)  # the checkout, importable even if genzoo is not installed
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": path}
     proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], capture_output=True, text=True,
                           env=env)
     if proc.returncode != 0:

@@ -63,7 +63,7 @@ def worker(spec: dict) -> dict:
     if spec.get("grid_dir"):
         from genzoo.recipes import write_samples
 
-        slug = "".join(ch if ch.isalnum() else "-" for ch in spec["variant"].lower()).strip("-")
+        slug = "".join(ch if ch.isascii() and ch.isalnum() else "-" for ch in spec["variant"].lower()).strip("-")
         write_samples(model, Path(spec["grid_dir"]) / f"{slug}.png", n=64)
     metrics = {m["key"]: m["value"] for m in sample_quality_metrics(model, "dcgan-fashion-mnist")}
     last = trainer.history[-1]
@@ -73,7 +73,8 @@ def worker(spec: dict) -> dict:
 
 def markdown(results: list[dict], args: argparse.Namespace) -> str:
     lines = ["# GAN losses: same architecture, data, seed and budget", "",
-             f"Command: `python benchmarks/gan_losses.py --steps {args.steps} --jobs {args.jobs}` (genzoo {git_rev()})  ",
+             f"Command: `python benchmarks/gan_losses.py --steps {args.steps} --jobs {args.jobs}"
+             f"{' --grids' if args.grids else ''}` (genzoo {git_rev()})  ",
              f"Architecture of `dcgan-fashion-mnist` (DCGAN, latent 64, G (128, 64, 32), D (32, 64, 128)), Fashion-MNIST "
              f"60k train, {args.steps} steps of one D + one G update, batch 64, Adam lr 2e-4, generator EMA 0.999, seed "
              f"{args.seed}, one CPU thread per run. Scores of the EMA generator: 5,000 samples (temperature 1, seed 0) "
@@ -87,7 +88,9 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
             continue
         lines.append(f"| {r['variant']} | {r['fd_fmnist']:.2f} | {r['kid']:.4f} | {r['precision']:.3f} | "
                      f"{r['recall']:.3f} | {r['seconds_per_step']:.3f} |")
-    lines += ["", "One seed per loss and a short budget: differences of a few units of Fréchet distance are within "
+    lines += ["", "f-GAN JS is the original GAN loss up to additive constants (D: −2 log 2, G: −log 2, Nowozin et al.), "
+              "so with the same seed it trains identically: equal rows for the two are expected.  ",
+              "One seed per loss and a short budget: differences of a few units of Fréchet distance are within "
               "run-to-run noise; the table ranks the losses at this budget, it is not a converged comparison.", ""]
     return "\n".join(lines)
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
-from genzoo.hub import bundled_dir, read_card_metadata
-from genzoo.registry import get_entry, list_models
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, even without `pip install -e .`
+from genzoo.hub import bundled_dir, read_card_metadata  # noqa: E402
+from genzoo.registry import get_entry, list_models  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARK, END = "<!-- metrics-table -->", "<!-- /metrics-table -->"
@@ -40,8 +42,9 @@ def sample_quality_table() -> str:
             continue
         space = "InceptionV3 (FID)" if "fid" in m else "genzoo F-MNIST classifier"
         head = next((fmt.format(float(m[k]["value"])) for k, fmt in HEADLINE if k in m), "—")
+        size = get_entry(name).config.image_size
         rows.append((space, float(fd["value"]), f"| `{name}` | {get_entry(name).model_class.__name__} | "
-                     f"{get_entry(name).dataset} | {float(fd['value']):.2f} | {space} | {float(m['kid']['value']):.4f} | "
+                     f"{get_entry(name).dataset} {size}×{size} | {float(fd['value']):.2f} | {space} | {float(m['kid']['value']):.4f} | "
                      f"{float(m['precision']['value']):.3f} | {float(m['recall']['value']):.3f} | {head} |"))
     lines += [r[2] for r in sorted(rows, key=lambda r: (r[0], r[1]))]
     return "\n".join(lines)

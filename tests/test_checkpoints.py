@@ -151,9 +151,9 @@ def test_vq_card_numbers_reproduce(name):
     m = genzoo.load(name)
     card = {x["key"]: x["value"] for x in read_card_metadata(bundled_dir() / name)["genzoo"]["metrics"]}
     got = {x["key"]: x["value"] for x in evaluate(m, name, groups=("family",))}
-    assert set(got) <= set(card)
-    for key, value in card.items():
-        assert got[key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
+    assert set(got) <= set(card)  # the card adds the sample-quality numbers (tested separately)
+    for key, value in got.items():
+        assert value == pytest.approx(card[key], rel=1e-3, abs=1e-4), key
     assert (bundled_dir() / name / "reconstructions.png").is_file()
     # the prior has learned something: well below a uniform distribution over the codes
     assert card["prior_bits_per_code"] < math.log2(m.config.num_codes) - 1
@@ -234,7 +234,8 @@ def test_gan_checkpoint_samples_truncation_and_interpolation(name):
     # the discriminator scores held-out real images above the EMA generator's samples on average
     real = torch.as_tensor(load_split(get_entry(name), "test").images[:256]).float() / 255
     fake = m.sample(256, generator=torch.Generator().manual_seed(0))
-    assert float(m.discriminate(real).mean()) > float(m.discriminate(fake).mean())
+    with torch.no_grad():
+        assert float(m.discriminate(real).mean()) > float(m.discriminate(fake).mean())
 
 
 @pytest.mark.parametrize("name", [n for n in GANS if get_entry(n).config.ogan_weight > 0])
